@@ -1,0 +1,76 @@
+# `make run` serves the API on the embedded default; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+PYTEST_WORKERS ?= auto
+
+.PHONY: install install-dev install-browser run demo migrate test lint check format worker beat bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.base: $(BIN)/python requirements/base.txt
+	$(BIN)/pip install --quiet -r requirements/base.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base requirements/dev.txt
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	touch $@
+
+install: $(VENV)/.base
+install-dev: $(VENV)/.dev
+
+# Development server: DEBUG on unless the environment says otherwise.
+run: export DEBUG ?= true
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py ensure_superuser
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+# A demo tenant with a catalog, interactions and an API key (printed); then `make run`.
+demo: export DEBUG ?= true
+demo: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+# Browser tests drive Debian's Chromium; install it when missing (CI fails without it).
+install-browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get install -y chromium chromium-driver || (apt-get update && apt-get install -y chromium chromium-driver)) || \
+		echo "warning: chromium could not be installed; the browser tests will be skipped (failed under CI)"
+
+test: install-dev install-browser
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --cov --cov-report=term $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Static checks of CI: lint, types, security lint, known vulnerabilities of the pinned requirements.
+check: lint
+	$(BIN)/mypy
+	$(BIN)/bandit -q -c pyproject.toml -r config tenants accounts apikeys recommendations usage
+	$(BIN)/pip-audit -r requirements/dev.txt --progress-spinner off
+
+format: install-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+worker: install
+	$(BIN)/celery -A config worker --loglevel=INFO
+
+beat: install
+	$(BIN)/celery -A config beat --loglevel=INFO
+
+# The load benchmark (PostgreSQL and Redis on 127.0.0.1); writes bench/RESULTS.md.
+bench: install-dev
+	@command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) staticfiles .coverage .pytest_cache

@@ -1,0 +1,118 @@
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from accounts.models import User, UserSession
+from accounts.services import sessions_end_all
+from tenants.audit import audit_record, snapshot
+from tenants.models import AuditEntry
+
+CONSOLE = AuditEntry.Source.CONSOLE
+
+
+class UserCreateForm(AdminUserCreationForm):
+    class Meta:
+        model = User
+        fields = ("email", "tenant", "role", "is_staff")
+
+
+class UserEditForm(UserChangeForm):
+    class Meta:
+        model = User
+        fields = "__all__"
+
+
+class SessionInline(admin.TabularInline):
+    model = UserSession
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "last_used_at", "ip", "user_agent", "expires_at", "ended_at", "end_reason")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+    def has_add_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
+
+USER_FIELDS = ("email", "tenant", "role", "is_active", "is_staff", "is_superuser")
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    form = UserEditForm
+    add_form = UserCreateForm
+    list_display = ("email", "tenant", "role", "is_active", "is_staff", "last_login", "created_at")
+    list_filter = ("role", "is_active", "is_staff")
+    list_select_related = ("tenant",)
+    search_fields = ("email", "tenant__name", "tenant__slug")
+    ordering = ("email",)
+    autocomplete_fields = ("tenant",)
+    readonly_fields = ("last_login", "created_at", "updated_at")
+    inlines = [SessionInline]
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        ("Tenant", {"fields": ("tenant", "role")}),
+        ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Dates", {"fields": ("last_login", "created_at", "updated_at")}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("email", "tenant", "role", "is_staff", "password1", "password2"),
+            },
+        ),
+    )
+    actions = ["force_logout"]
+
+    def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:
+        before = snapshot(User.objects.get(pk=obj.pk), USER_FIELDS) if change else None
+        super().save_model(request, obj, form, change)
+        if before is not None and not obj.is_active:
+            sessions_end_all(user=obj, reason="deactivated")
+        after = snapshot(obj, USER_FIELDS)
+        if before != after:
+            audit_record(
+                actor=request.user,
+                action="user.update" if change else "user.create",
+                obj=obj,
+                source=CONSOLE,
+                tenant=obj.tenant,
+                before=before,
+                after=after,
+            )
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        """Django's password reset page; once it succeeds, every session of the user ends."""
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            user = User.objects.get(pk=id)
+            sessions_end_all(user=user, reason="password_reset_by_staff")
+            audit_record(
+                actor=request.user, action="user.password_reset", obj=user, source=CONSOLE, tenant=user.tenant
+            )
+        return response
+
+    @admin.action(description="Force logout everywhere (end every session)", permissions=["change"])
+    def force_logout(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for user in queryset:
+            ended = sessions_end_all(user=user, reason="forced_by_staff")
+            audit_record(
+                actor=request.user,
+                action="user.force_logout",
+                obj=user,
+                source=CONSOLE,
+                tenant=user.tenant,
+                after={"sessions_ended": ended},
+            )
+        self.message_user(request, f"Every session of {queryset.count()} user(s) ended.", messages.SUCCESS)
+
+    def log_addition(self, request: HttpRequest, obj: object, message: object) -> None:
+        """save_model writes the audit trail."""
+
+    def log_change(self, request: HttpRequest, obj: object, message: object) -> None:
+        """save_model writes the audit trail."""

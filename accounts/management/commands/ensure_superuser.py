@@ -1,0 +1,40 @@
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import User
+
+DEV_EMAIL = "admin@example.com"
+# Development default, refused when DEBUG is off.
+DEV_PASSWORD = "dev-admin-password-change-me"  # nosec B105
+
+
+class Command(BaseCommand):
+    help = (
+        "Creates the staff superuser from FIRST_SUPERUSER_EMAIL / FIRST_SUPERUSER_PASSWORD if it is missing."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        email = settings.FIRST_SUPERUSER_EMAIL or DEV_EMAIL
+        password = settings.FIRST_SUPERUSER_PASSWORD
+        development_default = not password
+        if development_default:
+            if not settings.DEBUG:
+                raise CommandError(
+                    "Set FIRST_SUPERUSER_PASSWORD: the development default is refused when DEBUG is off."
+                )
+            password = DEV_PASSWORD
+        if User.objects.filter(email=email.lower()).exists():
+            self.stdout.write(f"Staff superuser {email} already exists; left as it is.")
+            return
+        User.objects.create_superuser(email=email, password=password)
+        if development_default:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Created the staff superuser with the development default: {email} / {password}\n"
+                    "Set FIRST_SUPERUSER_EMAIL and FIRST_SUPERUSER_PASSWORD outside local development."
+                )
+            )
+        else:
+            self.stdout.write(self.style.SUCCESS(f"Created the staff superuser {email}."))

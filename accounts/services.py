@@ -1,0 +1,197 @@
+"""Everything that writes users and sessions, and the tokens that stand for a session."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts.models import User, UserSession
+from config.exceptions import Conflict, TenantCancelled, TenantSuspended
+from tenants.models import Tenant
+
+INVALID_REFRESH = "The refresh token is invalid, expired or already used."
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def tenant_access_check(tenant: Tenant | None) -> None:
+    """Raises the 403 of API.md when the tenant's credentials may not be used."""
+    if tenant is None or tenant.status == Tenant.Status.ACTIVE:
+        return
+    if tenant.status == Tenant.Status.SUSPENDED:
+        raise TenantSuspended()
+    raise TenantCancelled()
+
+
+def _token_pair(*, session: UserSession) -> TokenPair:
+    refresh = RefreshToken.for_user(session.user)
+    refresh["sid"] = str(session.id)
+    if session.user.tenant_id:
+        refresh["tid"] = str(session.user.tenant_id)
+    session.refresh_jti = refresh["jti"]
+    session.expires_at = timezone.now() + settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"]
+    access = refresh.access_token
+    return TokenPair(
+        access_token=str(access),
+        refresh_token=str(refresh),
+        expires_in=int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds()),
+    )
+
+
+def session_start(*, user: User, ip: str | None, user_agent: str) -> tuple[UserSession, TokenPair]:
+    session = UserSession(user=user, ip=ip, user_agent=user_agent[:512])
+    pair = _token_pair(session=session)
+    with transaction.atomic():
+        session.save()
+        User.objects.filter(pk=user.pk).update(last_login=timezone.now())
+    return session, pair
+
+
+def _decode_refresh(raw: str) -> RefreshToken:
+    try:
+        token = RefreshToken(raw)  # type: ignore[arg-type]
+        uuid.UUID(str(token.get("sid")))
+    except (TokenError, ValueError, TypeError) as exc:
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH) from exc
+    return token
+
+
+def session_refresh(*, refresh_token: str) -> tuple[UserSession, TokenPair]:
+    """Exchanges the session's current refresh token for a new pair; the old one stops working.
+
+    The swap is one conditional UPDATE, so of two concurrent refreshes with the same token only one
+    wins. A token that was already exchanged ends its session: someone else may be holding it.
+    """
+    token = _decode_refresh(refresh_token)
+    session = (
+        UserSession.objects.select_related("user", "user__tenant")
+        .filter(id=token["sid"], user_id=token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"]))
+        .first()
+    )
+    now = timezone.now()
+    if session is None or not session.is_open(now) or not session.user.is_active:
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH)
+    tenant_access_check(session.user.tenant)
+    old_jti = token["jti"]
+    pair = _token_pair(session=session)
+    swapped = UserSession.objects.filter(id=session.id, refresh_jti=old_jti, ended_at__isnull=True).update(
+        refresh_jti=session.refresh_jti, expires_at=session.expires_at, last_used_at=now
+    )
+    if not swapped:
+        session_end(session=session, reason="refresh_reused")
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH)
+    session.last_used_at = now
+    return session, pair
+
+
+def session_end(*, session: UserSession, reason: str) -> None:
+    UserSession.objects.filter(id=session.id, ended_at__isnull=True).update(
+        ended_at=timezone.now(), end_reason=reason
+    )
+
+
+def session_end_by_refresh_token(*, refresh_token: str) -> None:
+    token = _decode_refresh(refresh_token)
+    UserSession.objects.filter(
+        id=token["sid"], user_id=token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"]), ended_at__isnull=True
+    ).update(ended_at=timezone.now(), end_reason="logout")
+
+
+def sessions_end_all(*, user: User, reason: str, keep: uuid.UUID | None = None) -> int:
+    """Ends every open session of the user (but `keep`); their access and refresh tokens die with them."""
+    sessions = UserSession.objects.filter(user=user, ended_at__isnull=True)
+    if keep is not None:
+        sessions = sessions.exclude(id=keep)
+    return sessions.update(ended_at=timezone.now(), end_reason=reason)
+
+
+def sessions_prune(*, before: datetime) -> int:
+    """Deletes sessions that ended or expired before `before` (kept until then for the audit)."""
+    deleted, _ = UserSession.objects.filter(expires_at__lt=before).delete()
+    ended, _ = UserSession.objects.filter(ended_at__lt=before).delete()
+    return deleted + ended
+
+
+def password_validate(*, password: str, user: User, field: str = "password") -> None:
+    """Django's validators; their messages become a 400 on `field`."""
+    try:
+        password_validation.validate_password(password, user)
+    except DjangoValidationError as exc:
+        raise exceptions.ValidationError({field: list(exc.messages)}) from exc
+
+
+def user_create(*, tenant: Tenant, email: str, password: str, role: str) -> User:
+    user = User(tenant=tenant, email=email, role=role)
+    password_validate(password=password, user=user)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError as exc:
+        raise Conflict(f"A user with the email {user.email} already exists.") from exc
+    return user
+
+
+def _other_active_admins(user: User) -> bool:
+    return (
+        User.objects.filter(tenant_id=user.tenant_id, role=User.Role.ADMIN, is_active=True)  # type: ignore[misc]
+        .exclude(pk=user.pk)
+        .exists()
+    )
+
+
+def user_update(
+    *, user: User, email: str | None = None, role: str | None = None, is_active: bool | None = None
+) -> User:
+    losing_admin = (
+        user.role == User.Role.ADMIN
+        and user.is_active
+        and ((role is not None and role != User.Role.ADMIN) or is_active is False)
+    )
+    if losing_admin and not _other_active_admins(user):
+        raise Conflict("A tenant must keep at least one active admin.")
+    if email is not None:
+        user.email = email
+    if role is not None:
+        user.role = role
+    deactivated = is_active is False and user.is_active
+    if is_active is not None:
+        user.is_active = is_active
+    try:
+        with transaction.atomic():
+            user.save()
+            if deactivated:
+                sessions_end_all(user=user, reason="deactivated")
+    except IntegrityError as exc:
+        raise Conflict(f"A user with the email {user.email} already exists.") from exc
+    return user
+
+
+def user_deactivate(*, user: User) -> None:
+    user_update(user=user, is_active=False)
+
+
+def user_password_change(
+    *, user: User, current_password: str, new_password: str, session_id: uuid.UUID | None
+) -> None:
+    """Changes the password and ends every other session of the user."""
+    if not user.check_password(current_password):
+        raise exceptions.ValidationError({"current_password": ["The current password is not correct."]})
+    password_validate(password=new_password, user=user, field="new_password")
+    user.set_password(new_password)
+    with transaction.atomic():
+        user.save(update_fields=["password", "updated_at"])
+        sessions_end_all(user=user, reason="password_changed", keep=session_id)

@@ -1,0 +1,73 @@
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from apikeys.models import ApiKey
+from tenants.models import Tenant
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "prefix", "permissions", "status", "created_at", "expires_at", "last_used_at"]
+        read_only_fields = fields
+
+    def get_status(self, api_key: ApiKey) -> str:
+        return api_key.effective_status()
+
+
+class ApiKeyWithSecretSerializer(ApiKeySerializer):
+    key = serializers.SerializerMethodField(help_text="The full key. It is shown this once and never again.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+    def get_key(self, api_key: ApiKey) -> str:
+        return self.context["secret"]
+
+
+class PermissionsField(serializers.ListField):
+    child = serializers.ChoiceField(choices=ApiKey.Permission.choices)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_length=1, max_length=2, **kwargs)
+
+    def to_internal_value(self, data: object) -> list[str]:
+        values = super().to_internal_value(data)  # type: ignore[arg-type]
+        if len(set(values)) != len(values):
+            raise serializers.ValidationError("Each permission may appear once.")
+        return values
+
+
+class ApiKeyCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128)
+    permissions = PermissionsField(required=False, default=["read", "write"])
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+    def validate_expires_at(self, value: object) -> object:
+        if value is not None and value <= timezone.now():  # type: ignore[operator]
+            raise serializers.ValidationError("Must be in the future.")
+        return value
+
+
+class ApiKeyAdminCreateSerializer(ApiKeyCreateSerializer):
+    tenant = serializers.PrimaryKeyRelatedField(queryset=Tenant.objects.all())
+
+
+class ApiKeyUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False)
+    permissions = PermissionsField(required=False)
+
+
+class ApiKeyRotateSerializer(serializers.Serializer):
+    grace_seconds = serializers.IntegerField(min_value=0, max_value=86400, required=False, default=0)
+
+
+class ApiKeyAdminSerializer(ApiKeySerializer):
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "tenant"]
+        read_only_fields = fields

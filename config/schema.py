@@ -1,0 +1,85 @@
+"""The OpenAPI schema tells the truth about errors: every operation documents the error envelope of
+API.md for each status it can answer (drf-spectacular postprocessing hook)."""
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details", "request_id", "timestamp"],
+            "properties": {
+                "code": {"type": "string", "example": "VALIDATION_ERROR"},
+                "message": {"type": "string"},
+                "details": {},
+                "request_id": {"type": "string", "nullable": True},
+                "timestamp": {"type": "string", "format": "date-time"},
+            },
+        }
+    },
+}
+ALWAYS = {
+    "400": "Invalid input (VALIDATION_ERROR), malformed JSON included",
+    "401": "Missing or invalid credentials (AUTHENTICATION_FAILED)",
+    "403": "Not allowed (FORBIDDEN, TENANT_SUSPENDED, TENANT_CANCELLED)",
+    "404": "Not found, or another tenant's object (NOT_FOUND)",
+    "405": "Method not allowed (METHOD_NOT_ALLOWED)",
+    "413": "Body too large (PAYLOAD_TOO_LARGE)",
+    "415": "Body is not JSON (UNSUPPORTED_MEDIA_TYPE)",
+    "429": "Rate limit exceeded (RATE_LIMIT_EXCEEDED)",
+    "500": "Internal error, without internals (INTERNAL_ERROR)",
+    "503": "A dependency is down (UPSTREAM_UNAVAILABLE)",
+}
+ON_WRITE = {
+    "409": "Conflict, or the same Idempotency-Key still running (CONFLICT)",
+    "422": "Idempotency-Key reused with another body (IDEMPOTENCY_KEY_REUSED)",
+}
+IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1-255 characters; a retry with the same key and body replays the first answer (24 h).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+
+def error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components["Error"] = ERROR_SCHEMA
+    reference = {"$ref": "#/components/schemas/Error"}
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            responses = operation.setdefault("responses", {})
+            wanted = dict(ALWAYS)
+            if method != "get":
+                wanted.update(ON_WRITE)
+            for status, description in wanted.items():
+                responses.setdefault(
+                    status,
+                    {"description": description, "content": {"application/json": {"schema": reference}}},
+                )
+            unscoped = ("/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout")
+            if method == "post" and path.startswith("/api/v1/") and path not in unscoped:
+                operation.setdefault("parameters", []).append(IDEMPOTENCY_HEADER)
+    return result
+
+
+class ObjectListSchema(AutoSchema):
+    """For `list` actions that answer one object (a page with a cursor, a usage summary), not an array."""
+
+    def _is_list_view(self, serializer: Any = None) -> bool:
+        if getattr(self.view, "action", None) == "list":
+            return False
+        return super()._is_list_view(serializer)
+
+    def get_operation_id(self) -> str:
+        operation_id = super().get_operation_id()
+        if getattr(self.view, "action", None) == "list":
+            return operation_id.removesuffix("_retrieve") + "_list"
+        return operation_id

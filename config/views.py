@@ -1,0 +1,77 @@
+"""The project's own views: /health, /ready, and the 404 of every unknown path."""
+
+import logging
+from typing import Any
+
+from django.core.cache import cache
+from django.db import connection
+from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.exceptions import error_body
+
+logger = logging.getLogger(__name__)
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _check_cache() -> None:
+    cache.set("ready-probe", "ok", 10)
+    if cache.get("ready-probe") != "ok":
+        raise RuntimeError("the cache did not return what was stored")
+
+
+CHECKS = {"database": _check_database, "cache": _check_cache}
+
+
+class HealthView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(tags=["operations"], responses={200: dict})
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})
+
+
+class ReadyView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(tags=["operations"], responses={200: dict, 503: dict})
+    def get(self, request: Request) -> Response:
+        checks: dict[str, str] = {}
+        for name, check in CHECKS.items():
+            try:
+                check()
+                checks[name] = "ok"
+            except Exception as exc:
+                logger.warning("Readiness check %s failed: %s", name, exc.__class__.__name__)
+                checks[name] = "unavailable"
+        down = [name for name, state in checks.items() if state != "ok"]
+        if not down:
+            return Response({"status": "ready", "checks": checks})
+        body = {"status": "not_ready", "checks": checks}
+        body.update(
+            error_body(503, f"Not ready: {', '.join(down)} unavailable.", details={"unavailable": down})
+        )
+        return Response(body, status=503)
+
+
+class NotFoundView(APIView):
+    """Every path no route matches: 404 in the envelope. The credential, if any, is still checked
+    first, so a tenant's request to a wrong path is limited and metered like any other."""
+
+    permission_classes = [AllowAny]
+    schema = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        raise NotFound(f"No route matches {request.path}.")

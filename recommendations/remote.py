@@ -1,0 +1,159 @@
+"""HTTP clients of the services beside us: the external ML engine and the data pipeline.
+
+Both reuse connections, time out quickly, retry a bounded number of times, pass the request id on,
+and stop calling a service that keeps failing (a circuit breaker) so that a dead dependency costs
+our callers nothing but the fallback."""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from django.conf import settings
+from prometheus_client import Counter, Histogram
+
+from config.logging import request_id_var
+
+logger = logging.getLogger(__name__)
+
+upstream_calls_total = Counter(
+    "upstream_calls_total",
+    "Calls to the ML engine and the data pipeline, by outcome.",
+    ["service", "outcome"],
+)
+upstream_call_seconds = Histogram(
+    "upstream_call_seconds",
+    "Time of calls to the ML engine and the data pipeline.",
+    ["service"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+
+class UpstreamError(Exception):
+    """The service did not give a usable answer (down, slow, failing, breaker open, or nonsense)."""
+
+
+class CircuitBreaker:
+    """Opens after `threshold` failures in a row; after `cooldown` seconds lets one trial call through."""
+
+    def __init__(self, threshold: int, cooldown: float) -> None:
+        self.threshold, self.cooldown = threshold, cooldown
+        self.failures = 0
+        self.opened_at: float | None = None
+        self.lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        with self.lock:
+            if self.opened_at is None:
+                return "closed"
+            return "half-open" if time.monotonic() - self.opened_at >= self.cooldown else "open"
+
+    def allow(self) -> bool:
+        with self.lock:
+            if self.opened_at is None:
+                return True
+            if time.monotonic() - self.opened_at >= self.cooldown:
+                self.opened_at = time.monotonic()  # one trial per cooldown
+                return True
+            return False
+
+    def record(self, success: bool) -> None:
+        with self.lock:
+            if success:
+                self.failures, self.opened_at = 0, None
+                return
+            self.failures += 1
+            if self.failures >= self.threshold:
+                self.opened_at = time.monotonic()
+
+
+@dataclass
+class ServiceClient:
+    name: str
+    base_url: str
+    timeout: tuple[float, float]
+    retries: int
+    breaker: CircuitBreaker
+
+    def __post_init__(self) -> None:
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def post(self, path: str, payload: dict) -> Any:
+        """POSTs JSON and returns the decoded JSON answer, or raises UpstreamError."""
+        if not self.breaker.allow():
+            upstream_calls_total.labels(self.name, "breaker_open").inc()
+            raise UpstreamError(f"{self.name}: circuit open")
+        headers = {"X-Request-ID": request_id_var.get() or "", "Accept": "application/json"}
+        last_error = "no attempt"
+        for attempt in range(self.retries + 1):
+            started = time.perf_counter()
+            try:
+                response = self.session.post(
+                    self.base_url.rstrip("/") + path, json=payload, headers=headers, timeout=self.timeout
+                )
+                upstream_call_seconds.labels(self.name).observe(time.perf_counter() - started)
+                if response.status_code >= 500:
+                    last_error = f"status {response.status_code}"
+                    upstream_calls_total.labels(self.name, "server_error").inc()
+                    continue
+                if response.status_code >= 400:
+                    last_error = f"status {response.status_code}"
+                    upstream_calls_total.labels(self.name, "client_error").inc()
+                    break  # our request is wrong: asking again will not help
+                body = response.json()
+                upstream_calls_total.labels(self.name, "ok").inc()
+                self.breaker.record(True)
+                return body
+            except requests.Timeout:
+                upstream_call_seconds.labels(self.name).observe(time.perf_counter() - started)
+                upstream_calls_total.labels(self.name, "timeout").inc()
+                last_error = "timeout"
+                break  # a slow service is not made faster by waiting twice
+            except requests.RequestException as exc:
+                upstream_calls_total.labels(self.name, "unreachable").inc()
+                last_error = exc.__class__.__name__
+            except ValueError:
+                upstream_calls_total.labels(self.name, "malformed").inc()
+                last_error = "malformed JSON"
+                break
+            if attempt < self.retries:
+                time.sleep(0.05 * (attempt + 1))
+        self.breaker.record(False)
+        logger.warning("%s call to %s failed: %s", self.name, path, last_error)
+        raise UpstreamError(f"{self.name}: {last_error}")
+
+
+_clients: dict[str, ServiceClient] = {}
+_clients_lock = threading.Lock()
+
+
+def service_client(name: str) -> ServiceClient | None:
+    """The client of `ml_engine` or `data_pipeline`, or None when its URL is not configured."""
+    url = settings.ML_ENGINE_URL if name == "ml_engine" else settings.DATA_PIPELINE_URL
+    if not url:
+        return None
+    with _clients_lock:
+        client = _clients.get(name)
+        if client is None or client.base_url != url:
+            client = ServiceClient(
+                name=name,
+                base_url=url,
+                timeout=(settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT),
+                retries=settings.UPSTREAM_RETRIES,
+                breaker=CircuitBreaker(
+                    settings.UPSTREAM_BREAKER_THRESHOLD, settings.UPSTREAM_BREAKER_COOLDOWN
+                ),
+            )
+            _clients[name] = client
+    return client
+
+
+def clients_reset() -> None:
+    with _clients_lock:
+        _clients.clear()

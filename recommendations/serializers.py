@@ -1,0 +1,200 @@
+import math
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from recommendations.models import Interaction, Item
+
+MAX_BATCH = 1000
+MAX_EMBEDDING = 4096
+
+
+class ExternalIdField(serializers.CharField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_length=1, max_length=255, trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.")
+        if "/" in data or any(ord(char) < 32 for char in data):
+            raise serializers.ValidationError("Must not contain '/' or control characters.")
+        return super().to_internal_value(data)
+
+
+class CategoriesField(serializers.ListField):
+    child = serializers.CharField(min_length=1, max_length=100)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=50, **kwargs)
+
+
+class EmbeddingField(serializers.ListField):
+    child = serializers.FloatField()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_length=1, max_length=MAX_EMBEDDING, allow_null=True, **kwargs)
+
+    def to_internal_value(self, data: object) -> list[float]:
+        values = super().to_internal_value(data)  # type: ignore[arg-type]
+        if not all(math.isfinite(value) for value in values):
+            raise serializers.ValidationError("Must hold finite numbers only.")
+        return values
+
+
+class StrictJSONObjectField(serializers.JSONField):
+    def to_internal_value(self, data: object) -> dict:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return super().to_internal_value(data)  # type: ignore[return-value]
+
+
+class ItemInputSerializer(serializers.Serializer):
+    id = ExternalIdField()
+    title = serializers.CharField(max_length=500)
+    description = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
+    categories = CategoriesField(required=False, default=list)
+    metadata = StrictJSONObjectField(required=False, default=dict)
+    embedding = EmbeddingField(required=False, default=None)
+    is_active = serializers.BooleanField(required=False, default=True)
+
+
+class ItemBatchSerializer(serializers.Serializer):
+    items = ItemInputSerializer(many=True, allow_empty=False, max_length=MAX_BATCH)  # type: ignore[call-arg]
+
+    def validate_items(self, items: list[dict]) -> list[dict]:
+        first_seen: dict[str, int] = {}
+        for index, item in enumerate(items):
+            if item["id"] in first_seen:
+                raise serializers.ValidationError(
+                    {str(index): {"id": [f"Duplicate of item {first_seen[item['id']]} in this batch."]}}
+                )
+            first_seen[item["id"]] = index
+        return items
+
+
+class ItemUpdateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=500, required=False)
+    description = serializers.CharField(max_length=10_000, required=False, allow_blank=True)
+    categories = CategoriesField(required=False)
+    metadata = StrictJSONObjectField(required=False)
+    embedding = EmbeddingField(required=False)
+    is_active = serializers.BooleanField(required=False)
+
+
+class ItemSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="external_id")
+
+    class Meta:
+        model = Item
+        fields = [
+            "id",
+            "title",
+            "description",
+            "categories",
+            "metadata",
+            "embedding",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ItemPageSerializer(serializers.Serializer):
+    results = ItemSerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True)
+
+
+class ItemListQuerySerializer(serializers.Serializer):
+    category = serializers.CharField(required=False, max_length=100)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
+    cursor = serializers.RegexField(
+        r"^[0-9]{1,18}$",
+        required=False,
+        help_text="The next_cursor of the previous page.",
+        error_messages={"invalid": "Not a cursor from a previous page."},
+    )
+
+
+class UpsertResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+
+
+class InteractionInputSerializer(serializers.Serializer):
+    user_id = ExternalIdField()
+    item_id = ExternalIdField()
+    type = serializers.ChoiceField(choices=Interaction.Type.choices)
+    value = serializers.FloatField(required=False, allow_null=True, default=None)
+    timestamp = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+    def validate_value(self, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise serializers.ValidationError("Must be a finite number.")
+        return value
+
+    def validate_timestamp(self, value: object) -> object:
+        if value is not None and value > timezone.now() + timedelta(minutes=5):  # type: ignore[operator]
+            raise serializers.ValidationError("Must not be in the future.")
+        return value
+
+    def validate(self, data: dict) -> dict:
+        if data["type"] == "rating" and data.get("value") is None:
+            raise serializers.ValidationError({"value": ["A rating needs a value."]})
+        return data
+
+
+class InteractionBatchSerializer(serializers.Serializer):
+    interactions = InteractionInputSerializer(many=True, allow_empty=False, max_length=MAX_BATCH)  # type: ignore[call-arg]
+
+
+class AcceptedSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+
+
+class RecommendationFiltersSerializer(serializers.Serializer):
+    categories = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, default=list, max_length=50
+    )
+    exclude_item_ids = serializers.ListField(
+        child=ExternalIdField(), required=False, default=list, max_length=1000
+    )
+
+
+class RecommendationRequestSerializer(serializers.Serializer):
+    user_id = ExternalIdField()
+    count = serializers.IntegerField(min_value=1, max_value=100, default=10)
+    filters = RecommendationFiltersSerializer(required=False)
+    exclude_seen = serializers.BooleanField(default=True)
+
+
+class RecommendedItemSerializer(serializers.Serializer):
+    item_id = serializers.CharField()
+    score = serializers.FloatField()
+    title = serializers.CharField()
+
+
+class RecommendationResponseSerializer(serializers.Serializer):
+    user_id = serializers.CharField()
+    recommendations = RecommendedItemSerializer(many=True)
+    strategy = serializers.CharField(
+        help_text="How the list was made: personalized, remote, popular, newest, joined by '+' when "
+        "filled up; 'fallback:' when the ML engine failed and the built-in engine answered."
+    )
+    request_id = serializers.CharField()
+
+
+class SimilarQuerySerializer(serializers.Serializer):
+    count = serializers.IntegerField(min_value=1, max_value=100, default=10)
+
+
+class SimilarItemSerializer(serializers.Serializer):
+    item_id = serializers.CharField()
+    score = serializers.FloatField()
+
+
+class SimilarResponseSerializer(serializers.Serializer):
+    item_id = serializers.CharField()
+    similar = SimilarItemSerializer(many=True)

@@ -1,0 +1,316 @@
+"""Everything that writes the catalog and interactions, trains the engine, and answers with it."""
+
+import logging
+
+import numpy as np
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+from rest_framework import exceptions
+
+from config.exceptions import UpstreamUnavailable
+from recommendations import engine, tasks, vectors
+from recommendations.engine import Answer, Query, Scored
+from recommendations.models import EngineState, Interaction, Item
+from recommendations.remote import UpstreamError, service_client
+from recommendations.training import interaction_weight, model_train
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+# An engine answer longer than this is read no further (a hostile or broken engine costs us little).
+MAX_REMOTE_ANSWERS = 1000
+ITEM_FIELDS = ("title", "description", "categories", "metadata", "embedding", "is_active")
+
+
+def _content(values: dict) -> bytes:
+    return vectors.to_bytes(
+        vectors.content_vector(
+            title=values.get("title", ""),
+            description=values.get("description", ""),
+            categories=values.get("categories") or [],
+            embedding=values.get("embedding"),
+        )
+    )
+
+
+def _after_write(tenant_id: str, kind: str, records: list[dict]) -> None:
+    """Inside the writing transaction: engines learn of catalog changes; once it has committed, the
+    pipeline gets a copy and the ML engine is asked for missing embeddings."""
+    if kind == "items":
+        engine.catalog_changed(tenant_id)
+
+    def run() -> None:
+        if kind == "items":
+            unembedded = [
+                record["id"] for record in records if not record.get("embedding") and "title" in record
+            ]
+            if settings.ML_ENGINE_URL and unembedded:
+                tasks.items_embed.delay(tenant_id, unembedded)
+        if settings.DATA_PIPELINE_URL:
+            tasks.pipeline_forward.delay(tenant_id, kind, records)
+
+    transaction.on_commit(run)
+
+
+def items_upsert(*, tenant: Tenant, items: list[dict]) -> tuple[int, int]:
+    """Creates or replaces items by the tenant's own id, all or none. Returns (created, updated)."""
+    ids = [item["id"] for item in items]
+    with transaction.atomic():
+        existing = set(
+            Item.objects.filter(tenant=tenant, external_id__in=ids).values_list("external_id", flat=True)
+        )
+        rows = [
+            Item(
+                tenant=tenant,
+                external_id=item["id"],
+                title=item["title"],
+                description=item.get("description", ""),
+                categories=item.get("categories", []),
+                metadata=item.get("metadata", {}),
+                embedding=item.get("embedding"),
+                is_active=item.get("is_active", True),
+                content_vector=_content(item),
+            )
+            for item in items
+        ]
+        Item.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["tenant", "external_id"],
+            update_fields=[*ITEM_FIELDS, "content_vector", "updated_at"],
+        )
+        _after_write(str(tenant.id), "items", items)
+    return len(ids) - len(existing), len(existing)
+
+
+def item_update(*, item: Item, **fields: object) -> Item:
+    for name, value in fields.items():
+        setattr(item, name, value)
+    if {"title", "description", "categories", "embedding"} & fields.keys():
+        item.content_vector = _content(
+            {
+                "title": item.title,
+                "description": item.description,
+                "categories": item.categories,
+                "embedding": item.embedding,
+            }
+        )
+    with transaction.atomic():
+        item.save()
+        _after_write(str(item.tenant_id), "items", [{"id": item.external_id, **fields}])
+    return item
+
+
+def item_delete(*, item: Item) -> None:
+    """Deletes the item and the interactions with it."""
+    with transaction.atomic():
+        item.delete()
+        _after_write(str(item.tenant_id), "items", [{"id": item.external_id, "deleted": True}])
+
+
+def interactions_record(*, tenant: Tenant, interactions: list[dict]) -> int:
+    """Stores interactions with items of the tenant's catalog; any unknown item refuses the batch."""
+    wanted = {interaction["item_id"] for interaction in interactions}
+    known = dict(Item.objects.filter(tenant=tenant, external_id__in=wanted).values_list("external_id", "id"))
+    unknown = {
+        str(index): {"item_id": [f"No item '{interaction['item_id']}' in the catalog."]}
+        for index, interaction in enumerate(interactions)
+        if interaction["item_id"] not in known
+    }
+    if unknown:
+        raise exceptions.ValidationError({"interactions": unknown})
+    now = timezone.now()
+    rows = [
+        Interaction(
+            tenant=tenant,
+            user_id=interaction["user_id"],
+            item_id=known[interaction["item_id"]],
+            type=interaction["type"],
+            value=interaction.get("value"),
+            timestamp=interaction.get("timestamp") or now,
+        )
+        for interaction in interactions
+    ]
+    with transaction.atomic():
+        Interaction.objects.bulk_create(rows)
+        records = [
+            {**interaction, "timestamp": (interaction.get("timestamp") or now).isoformat()}
+            for interaction in interactions
+        ]
+        _after_write(str(tenant.id), "interactions", records)
+    training_maybe_schedule(tenant_id=str(tenant.id), new=len(rows))
+    return len(rows)
+
+
+def training_maybe_schedule(*, tenant_id: str, new: int) -> None:
+    """Counts new interactions; past the threshold, queues a training (once: a cache lock)."""
+    key = f"engine-new-interactions:{tenant_id}"
+    if cache.add(key, new, None):
+        pending = new
+    else:
+        try:
+            pending = cache.incr(key, new)
+        except ValueError:  # expired between add and incr
+            cache.set(key, new, None)
+            pending = new
+    if pending >= settings.ENGINE_RETRAIN_AFTER_INTERACTIONS and cache.add(
+        f"engine-training:{tenant_id}", 1, 600
+    ):
+        cache.delete(key)
+        transaction.on_commit(lambda: tasks.engine_train.delay(tenant_id))
+
+
+def engine_train(*, tenant_id: str) -> EngineState:
+    """Learns the tenant's collaborative model from all its interactions and publishes it."""
+    rows = Interaction.objects.filter(tenant_id=tenant_id).values_list(
+        "user_id", "item_id", "type", "value", "timestamp"
+    )
+    users: dict[str, int] = {}
+    item_pks = np.array(
+        sorted(Item.objects.filter(tenant_id=tenant_id).values_list("id", flat=True)), dtype=np.int64
+    )
+    user_codes, item_codes, weights, times = [], [], [], []
+    for user_id, item_pk, kind, value, moment in rows.iterator(chunk_size=5000):
+        user_codes.append(users.setdefault(user_id, len(users)))
+        item_codes.append(item_pk)
+        weights.append(interaction_weight(kind, value))
+        times.append(moment.timestamp())
+    codes = np.searchsorted(item_pks, np.array(item_codes, dtype=np.int64))
+    model = model_train(
+        item_pks=item_pks,
+        users=np.array(user_codes, dtype=np.int64),
+        items=codes,
+        weights=np.array(weights, dtype=np.float32),
+        times=np.array(times, dtype=np.float64),
+    )
+    with transaction.atomic():
+        state, _ = EngineState.objects.select_for_update().get_or_create(tenant_id=tenant_id)
+        state.model = model.to_bytes()
+        state.model_version += 1
+        state.trained_at = timezone.now()
+        state.interactions_at_training = len(item_codes)
+        state.save()
+    cache.delete_many(
+        [engine.version_key(tenant_id), f"engine-training:{tenant_id}", f"engine-trained-on:{tenant_id}"]
+    )
+    return state
+
+
+def engines_train_stale() -> int:
+    """Beat: trains every tenant with interactions newer than its model."""
+    count = 0
+    for tenant_id in Tenant.objects.filter(status=Tenant.Status.ACTIVE).values_list("id", flat=True):
+        trained_at = (
+            EngineState.objects.filter(tenant_id=tenant_id).values_list("trained_at", flat=True).first()
+        )
+        newer = Interaction.objects.filter(tenant_id=tenant_id)
+        if trained_at is not None:
+            newer = newer.filter(created_at__gt=trained_at)
+        if newer.exists():
+            engine_train(tenant_id=str(tenant_id))
+            count += 1
+    return count
+
+
+def _remote_recommend(tenant_id: str, query: Query) -> Answer:
+    """Asks the ML engine; keeps only what it may show (known, active, filtered, unseen) and fills up."""
+    client = service_client("ml_engine")
+    if client is None:
+        raise UpstreamError("ml_engine: not configured")
+    body = client.post(
+        "/internal/ml/recommendations",
+        {
+            "tenant_id": tenant_id,
+            "user_id": query.user_id,
+            "count": query.count,
+            "filters": {
+                "categories": list(query.categories),
+                "exclude_item_ids": list(query.exclude_item_ids),
+            },
+            "exclude_seen": query.exclude_seen,
+        },
+    )
+    answers = body.get("recommendations") if isinstance(body, dict) else None
+    if not isinstance(answers, list):
+        raise UpstreamError("ml_engine: answer without a list of recommendations")
+    index = engine.index_for(tenant_id)
+    seen = None
+    if query.exclude_seen:
+        seen = engine.seen_mask(
+            index, tenant_id, query.user_id, engine.user_history(tenant_id, query.user_id)
+        )
+    mask = engine.eligible_mask(index, query, seen)
+    scores: dict[int, float] = {}
+    for answer in answers[:MAX_REMOTE_ANSWERS]:
+        if not isinstance(answer, dict) or not isinstance(answer.get("item_id"), str):
+            continue
+        if not engine.is_finite_number(answer.get("score")):
+            continue
+        position = index.position_of_id.get(answer["item_id"])
+        if position is None or not mask[position] or position in scores:
+            continue
+        scores[position] = float(answer["score"])
+        if len(scores) == query.count:
+            break
+    if not scores and answers:
+        raise UpstreamError("ml_engine: none of its recommendations can be shown")
+    return engine.ranked_answer(index, mask, scores, query.count, "remote")
+
+
+def recommendations_get(*, tenant: Tenant, query: Query) -> Answer:
+    """The remote engine when configured, else (or when it fails) the built-in one."""
+    tenant_id = str(tenant.id)
+    if settings.ML_ENGINE_URL:
+        try:
+            return _remote_recommend(tenant_id, query)
+        except UpstreamError as exc:
+            logger.warning("ML engine unavailable, answering from the built-in engine: %s", exc)
+            fallback = engine.builtin_recommend(tenant_id, query)
+            return Answer(fallback.items, f"fallback:{fallback.strategy}")
+    return engine.builtin_recommend(tenant_id, query)
+
+
+def similar_items_get(*, tenant: Tenant, item_id: str, count: int) -> list[Scored]:
+    similar = engine.builtin_similar(str(tenant.id), item_id, count)
+    if similar is None:
+        raise exceptions.NotFound(f"No item '{item_id}' in the catalog.")
+    return similar
+
+
+def items_embed(*, tenant_id: str, item_ids: list[str]) -> int:
+    """Asks the ML engine for the embeddings of items that came without one, and stores them."""
+    client = service_client("ml_engine")
+    if client is None:
+        return 0
+    items = list(Item.objects.filter(tenant_id=tenant_id, external_id__in=item_ids, embedding__isnull=True))
+    if not items:
+        return 0
+    payload = [
+        {"id": i.external_id, "title": i.title, "description": i.description, "categories": i.categories}
+        for i in items
+    ]
+    try:
+        body = client.post("/internal/ml/embeddings", {"tenant_id": tenant_id, "items": payload})
+    except UpstreamError as exc:
+        raise UpstreamUnavailable("The ML engine could not compute embeddings.") from exc
+    by_id = {item.external_id: item for item in items}
+    updated: list[Item] = []
+    for entry in body.get("embeddings", []) if isinstance(body, dict) else []:
+        item = by_id.get(str(entry.get("item_id"))) if isinstance(entry, dict) else None
+        vector = entry.get("embedding") if item else None
+        if (
+            item is not None
+            and isinstance(vector, list)
+            and 0 < len(vector) <= 4096
+            and all(engine.is_finite_number(value) for value in vector)
+        ):
+            item.content_vector = vectors.to_bytes(
+                vectors.content_vector(title="", description="", categories=[], embedding=vector)
+            )
+            updated.append(item)
+    Item.objects.bulk_update(updated, ["content_vector"])
+    if updated:
+        engine.catalog_changed(tenant_id)
+    return len(updated)

@@ -1,0 +1,114 @@
+"""Idempotency-Key for every tenant POST (API.md, "Idempotency"): the first answer is kept 24 hours
+and replayed to retries with the same body; a different body is 422, a retry while the first still
+runs is 409. The claim is a row with a unique (tenant, key), so concurrent retries race safely."""
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.exceptions import Conflict, IdempotencyKeyReused
+from tenants.models import IdempotencyRecord
+
+HEADER = "HTTP_IDEMPOTENCY_KEY"
+KEEP = timedelta(hours=24)
+# A claim whose request has not finished after this long (its process died) may be taken over.
+STALE_CLAIM = timedelta(minutes=2)
+
+
+class Replay(Exception):
+    def __init__(self, record: IdempotencyRecord) -> None:
+        super().__init__(record.key)
+        self.record = record
+
+
+def _request_hash(request: Request) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{request.method} {request.path}\n".encode())
+    digest.update(request.body)
+    return digest.hexdigest()
+
+
+def idempotency_begin(*, request: Request) -> IdempotencyRecord | None:
+    """Claims the request's key, or raises Replay / 409 / 422. None when the request has no key."""
+    key = request.META.get(HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255:
+        raise exceptions.ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
+    now = timezone.now()
+    fingerprint = _request_hash(request)
+    try:
+        with transaction.atomic():
+            return IdempotencyRecord.objects.create(
+                tenant=request.tenant, key=key, request_hash=fingerprint, expires_at=now + KEEP
+            )
+    except IntegrityError:
+        pass
+    with transaction.atomic():
+        record = IdempotencyRecord.objects.select_for_update().get(tenant=request.tenant, key=key)
+        expired = record.expires_at <= now
+        abandoned = record.status_code is None and record.created_at <= now - STALE_CLAIM
+        if expired or abandoned:
+            record.request_hash, record.status_code, record.response_body = fingerprint, None, None
+            record.created_at, record.expires_at = now, now + KEEP
+            record.save()
+            return record
+    if record.request_hash != fingerprint:
+        raise IdempotencyKeyReused()
+    if record.status_code is None:
+        raise Conflict("A request with this Idempotency-Key is still being processed; retry later.")
+    raise Replay(record)
+
+
+def idempotency_finish(*, record: IdempotencyRecord, response: Response, redact: tuple[str, ...]) -> None:
+    """Keeps the answer for replays; a server error frees the key so that a retry can run again."""
+    if response.status_code >= 500:
+        IdempotencyRecord.objects.filter(pk=record.pk).delete()
+        return
+    body: Any = response.data
+    if redact and isinstance(body, dict):
+        body = {name: (None if name in redact else value) for name, value in body.items()}
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        status_code=response.status_code, response_body=body
+    )
+
+
+def replay_response(record: IdempotencyRecord) -> Response:
+    return Response(record.response_body, status=record.status_code, headers={"Idempotent-Replayed": "true"})
+
+
+def idempotency_records_prune() -> int:
+    deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted
+
+
+class IdempotentPostMixin:
+    """For DRF views of a tenant's own objects: POSTs honour Idempotency-Key."""
+
+    # Fields of an answer that must never be stored (a new API key's secret): replays show null.
+    idempotency_redact: tuple[str, ...] = ()
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        self._idempotency = None
+        if request.method == "POST" and getattr(request, "tenant", None) is not None:
+            self._idempotency = idempotency_begin(request=request)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, Replay):
+            return replay_response(exc.record)
+        return super().handle_exception(exc)  # type: ignore[misc]
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        record = getattr(self, "_idempotency", None)
+        if record is not None:
+            self._idempotency = None
+            idempotency_finish(record=record, response=response, redact=self.idempotency_redact)
+        return response

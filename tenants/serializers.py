@@ -1,0 +1,69 @@
+from rest_framework import serializers
+
+from accounts.serializers import UserSerializer
+from tenants.models import Tenant
+from usage.limits import tenant_rate_limits
+
+
+class RateLimitsSerializer(serializers.Serializer):
+    """A tenant's limits; on input, null means the plan's default."""
+
+    requests_per_minute = serializers.IntegerField(min_value=1, max_value=2_000_000_000, allow_null=True)
+    requests_per_hour = serializers.IntegerField(min_value=1, max_value=2_000_000_000, allow_null=True)
+    requests_per_day = serializers.IntegerField(min_value=1, max_value=2_000_000_000, allow_null=True)
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    rate_limits = RateLimitsSerializer(required=False)
+
+    class Meta:
+        model = Tenant
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "plan",
+            "status",
+            "settings",
+            "rate_limits",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def to_representation(self, tenant: Tenant) -> dict:
+        data = super().to_representation(tenant)
+        data["rate_limits"] = tenant_rate_limits(tenant).as_dict()
+        return data
+
+    def validate_settings(self, value: object) -> dict:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+
+class AdminUserInputSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=255)
+    password = serializers.CharField(max_length=512, trim_whitespace=False, write_only=True)
+
+
+class TenantCreateSerializer(TenantSerializer):
+    admin_user = AdminUserInputSerializer(required=False, write_only=True)
+
+    class Meta(TenantSerializer.Meta):
+        fields = [*TenantSerializer.Meta.fields, "admin_user"]
+        read_only_fields = [*TenantSerializer.Meta.read_only_fields, "status"]
+        # Slug uniqueness is the service's to check: a duplicate is a 409, not a 400.
+        extra_kwargs = {"slug": {"validators": []}}  # type: ignore[var-annotated]
+
+
+class TenantCreatedSerializer(TenantSerializer):
+    admin_user = UserSerializer(allow_null=True, read_only=True)
+
+    class Meta(TenantSerializer.Meta):
+        fields = [*TenantSerializer.Meta.fields, "admin_user"]
+
+
+class TenantUpdateSerializer(TenantSerializer):
+    class Meta(TenantSerializer.Meta):
+        extra_kwargs = {"slug": {"validators": []}}  # type: ignore[var-annotated]

@@ -1,0 +1,300 @@
+from datetime import timedelta
+
+import jwt
+import pytest
+from django.conf import settings
+from django.test import override_settings
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.models import User, UserSession
+from tenants.models import Tenant
+from tests.conftest import PASSWORD, assert_error
+
+LOGIN = "/api/v1/auth/login"
+REFRESH = "/api/v1/auth/refresh"
+LOGOUT = "/api/v1/auth/logout"
+ME = "/api/v1/auth/me"
+
+
+def login(api, email, password=PASSWORD, **extra):
+    return api.post(LOGIN, {"email": email, "password": password}, format="json", **extra)
+
+
+def bearer(api, token):
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return api
+
+
+class TestLogin:
+    def test_it_returns_tokens_and_the_user(self, api, world):
+        response = login(api, "Admin@Acme.test", HTTP_USER_AGENT="curl/8")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["token_type"] == "bearer"
+        assert body["expires_in"] == settings.ACCESS_TOKEN_EXPIRE_MINUTES * 60
+        assert body["user"] == {
+            "id": str(world.admin.id),
+            "email": "admin@acme.test",
+            "role": "admin",
+            "tenant": {
+                "id": str(world.tenant.id),
+                "name": "Acme",
+                "slug": "acme",
+                "plan": "starter",
+                "status": "active",
+            },
+            "is_staff": False,
+        }
+        session = UserSession.objects.get(user=world.admin)
+        assert session.user_agent == "curl/8"
+        assert session.ip == "127.0.0.1"
+        world.admin.refresh_from_db()
+        assert world.admin.last_login is not None
+
+    def test_it_gives_the_same_answer_for_a_wrong_password_and_an_unknown_email(self, api, world):
+        wrong = assert_error(login(api, "admin@acme.test", "not-the-password"), 401, "AUTHENTICATION_FAILED")
+        unknown = assert_error(login(api, "nobody@acme.test"), 401, "AUTHENTICATION_FAILED")
+        assert wrong["message"] == unknown["message"] == "Invalid email or password."
+
+    def test_it_refuses_a_deactivated_user(self, api, world):
+        User.objects.filter(pk=world.developer.pk).update(is_active=False)
+        assert_error(login(api, "dev@acme.test"), 401, "AUTHENTICATION_FAILED")
+
+    @pytest.mark.parametrize(
+        ("status", "code"),
+        [(Tenant.Status.SUSPENDED, "TENANT_SUSPENDED"), (Tenant.Status.CANCELLED, "TENANT_CANCELLED")],
+    )
+    def test_it_refuses_users_of_an_inactive_tenant(self, api, world, status, code):
+        Tenant.objects.filter(pk=world.tenant.pk).update(status=status)
+        assert_error(login(api, "admin@acme.test"), 403, code)
+
+    def test_it_validates_the_body(self, api, world):
+        error = assert_error(
+            api.post(LOGIN, {"email": "not-an-email"}, format="json"), 400, "VALIDATION_ERROR"
+        )
+        assert set(error["details"]) == {"email", "password"}
+
+    @override_settings(LOGIN_FAILURE_RATE_PER_EMAIL="3/m", LOGIN_FAILURE_RATE_PER_IP="100/m")
+    def test_it_slows_down_repeated_failures_for_one_email(self, api, world):
+        for _ in range(3):
+            assert_error(login(api, "admin@acme.test", "wrong-password"), 401, "AUTHENTICATION_FAILED")
+        error = assert_error(login(api, "admin@acme.test"), 429, "RATE_LIMIT_EXCEEDED")
+        assert error["details"] == {"scope": "email"}
+        # Another email from the same address is not affected.
+        assert login(api, "dev@acme.test").status_code == 200
+
+    @override_settings(LOGIN_FAILURE_RATE_PER_EMAIL="100/m", LOGIN_FAILURE_RATE_PER_IP="3/m")
+    def test_it_slows_down_repeated_failures_from_one_address(self, api, world):
+        for number in range(3):
+            login(api, f"nobody{number}@acme.test", "wrong-password")
+        response = login(api, "viewer@acme.test")
+        error = assert_error(response, 429, "RATE_LIMIT_EXCEEDED")
+        assert error["details"] == {"scope": "ip"}
+        assert int(response["Retry-After"]) >= 1
+        assert login(api, "viewer@acme.test", REMOTE_ADDR="10.0.0.7").status_code == 200
+
+
+class TestAccessTokens:
+    def test_it_refuses_a_token_signed_with_another_key(self, api, world, client_for):
+        token = client_for(world.admin).tokens.access_token
+        payload = jwt.decode(token, options={"verify_signature": False})
+        forged = jwt.encode(payload, "another-key-" + "x" * 40, algorithm="HS256")
+        assert_error(bearer(api, forged).get(ME), 401, "AUTHENTICATION_FAILED")
+
+    def test_it_refuses_alg_none(self, api, world, client_for):
+        token = client_for(world.admin).tokens.access_token
+        payload = jwt.decode(token, options={"verify_signature": False})
+        unsigned = jwt.encode(payload, None, algorithm="none")
+        assert_error(bearer(api, unsigned).get(ME), 401, "AUTHENTICATION_FAILED")
+
+    def test_it_refuses_an_expired_token(self, api, world, client_for):
+        token = AccessToken(client_for(world.admin).tokens.access_token)
+        token.set_exp(lifetime=-timedelta(seconds=5))
+        assert_error(bearer(api, str(token)).get(ME), 401, "AUTHENTICATION_FAILED")
+
+    def test_it_refuses_a_refresh_token_used_as_access_token(self, api, world, client_for):
+        refresh = client_for(world.admin).tokens.refresh_token
+        assert_error(bearer(api, refresh).get(ME), 401, "AUTHENTICATION_FAILED")
+
+    def test_it_refuses_garbage_and_missing_credentials(self, api, world):
+        assert_error(api.get(ME), 401, "AUTHENTICATION_FAILED")
+        assert_error(bearer(api, "eyJnot.a.jwt").get(ME), 401, "AUTHENTICATION_FAILED")
+        api.credentials(HTTP_AUTHORIZATION="Bearer a b")
+        assert_error(api.get(ME), 401, "AUTHENTICATION_FAILED")
+
+    def test_it_stops_working_when_the_user_is_deactivated(self, world, client_for):
+        client = client_for(world.viewer)
+        assert client.get(ME).status_code == 200
+        User.objects.filter(pk=world.viewer.pk).update(is_active=False)
+        assert_error(client.get(ME), 401, "AUTHENTICATION_FAILED")
+
+
+class TestRefresh:
+    def test_it_rotates_the_refresh_token(self, api, world):
+        first = login(api, "dev@acme.test").json()
+        response = api.post(REFRESH, {"refresh_token": first["refresh_token"]}, format="json")
+        assert response.status_code == 200
+        second = response.json()
+        assert second["refresh_token"] != first["refresh_token"]
+        assert second["user"]["email"] == "dev@acme.test"
+        assert bearer(APIClient(), second["access_token"]).get(ME).status_code == 200
+        # The rotated-out token is refused...
+        assert_error(
+            api.post(REFRESH, {"refresh_token": first["refresh_token"]}, format="json"),
+            401,
+            "AUTHENTICATION_FAILED",
+        )
+        # ...and its reuse ends the session, so the newest token is refused too.
+        assert_error(
+            api.post(REFRESH, {"refresh_token": second["refresh_token"]}, format="json"),
+            401,
+            "AUTHENTICATION_FAILED",
+        )
+        assert_error(bearer(APIClient(), second["access_token"]).get(ME), 401, "AUTHENTICATION_FAILED")
+
+    def test_it_refuses_an_access_token_and_garbage(self, api, world):
+        tokens = login(api, "dev@acme.test").json()
+        assert_error(
+            api.post(REFRESH, {"refresh_token": tokens["access_token"]}, format="json"),
+            401,
+            "AUTHENTICATION_FAILED",
+        )
+        assert_error(
+            api.post(REFRESH, {"refresh_token": "garbage"}, format="json"), 401, "AUTHENTICATION_FAILED"
+        )
+        assert_error(api.post(REFRESH, {}, format="json"), 400, "VALIDATION_ERROR")
+
+    def test_it_refuses_a_suspended_tenant(self, api, world):
+        tokens = login(api, "dev@acme.test").json()
+        Tenant.objects.filter(pk=world.tenant.pk).update(status=Tenant.Status.SUSPENDED)
+        assert_error(
+            api.post(REFRESH, {"refresh_token": tokens["refresh_token"]}, format="json"),
+            403,
+            "TENANT_SUSPENDED",
+        )
+
+    def test_it_tracks_the_session_through_refreshes(self, api, world):
+        tokens = login(api, "dev@acme.test").json()
+        api.post(REFRESH, {"refresh_token": tokens["refresh_token"]}, format="json")
+        assert UserSession.objects.filter(user=world.developer).count() == 1
+
+
+class TestLogout:
+    def test_it_ends_the_session_of_the_refresh_token(self, api, world):
+        tokens = login(api, "dev@acme.test").json()
+        assert api.post(LOGOUT, {"refresh_token": tokens["refresh_token"]}, format="json").status_code == 204
+        assert_error(
+            api.post(REFRESH, {"refresh_token": tokens["refresh_token"]}, format="json"),
+            401,
+            "AUTHENTICATION_FAILED",
+        )
+        assert_error(bearer(api, tokens["access_token"]).get(ME), 401, "AUTHENTICATION_FAILED")
+
+    def test_it_refuses_a_forged_token(self, api, world):
+        assert_error(
+            api.post(LOGOUT, {"refresh_token": "x.y.z"}, format="json"), 401, "AUTHENTICATION_FAILED"
+        )
+
+    def test_logout_all_kills_every_access_and_refresh_token(self, api, world, client_for):
+        phone, laptop = client_for(world.developer), client_for(world.developer)
+        colleague = client_for(world.viewer)
+        assert laptop.post("/api/v1/auth/logout-all").status_code == 204
+        for client in (phone, laptop):
+            assert_error(client.get(ME), 401, "AUTHENTICATION_FAILED")
+            response = APIClient().post(
+                REFRESH, {"refresh_token": client.tokens.refresh_token}, format="json"
+            )
+            assert_error(response, 401, "AUTHENTICATION_FAILED")
+        assert colleague.get(ME).status_code == 200
+
+
+class TestMe:
+    def test_it_describes_staff_without_tenant(self, world, client_for):
+        body = client_for(world.staff).get(ME).json()
+        assert body == {
+            "id": str(world.staff.id),
+            "email": "staff@platform.test",
+            "role": None,
+            "tenant": None,
+            "is_staff": True,
+        }
+
+    def test_it_refuses_users_of_a_suspended_tenant(self, world, client_for):
+        client = client_for(world.viewer)
+        Tenant.objects.filter(pk=world.tenant.pk).update(status=Tenant.Status.SUSPENDED)
+        assert_error(client.get(ME), 403, "TENANT_SUSPENDED")
+        Tenant.objects.filter(pk=world.tenant.pk).update(status=Tenant.Status.CANCELLED)
+        assert_error(client.get(ME), 403, "TENANT_CANCELLED")
+        Tenant.objects.filter(pk=world.tenant.pk).update(status=Tenant.Status.ACTIVE)
+        assert client.get(ME).status_code == 200
+
+
+class TestSessions:
+    def test_it_lists_the_users_open_sessions_and_marks_the_current_one(self, api, world, client_for):
+        login(api, "dev@acme.test", HTTP_USER_AGENT="Phone/1.0")
+        current = client_for(world.developer)
+        client_for(world.viewer)
+        ended = client_for(world.developer)
+        ended.post("/api/v1/auth/logout-all")  # ends all three of the developer's sessions
+        current = client_for(world.developer)
+        login(api, "dev@acme.test", HTTP_USER_AGENT="Phone/2.0")
+        sessions = current.get("/api/v1/auth/sessions").json()
+        assert len(sessions) == 2
+        assert [s["current"] for s in sessions].count(True) == 1
+        assert {s["user_agent"] for s in sessions} == {"pytest", "Phone/2.0"}
+        assert set(sessions[0]) == {"id", "created_at", "last_used_at", "ip", "user_agent", "current"}
+
+    def test_ending_a_session_kills_its_tokens_only(self, world, client_for):
+        keeper, victim = client_for(world.admin), client_for(world.admin)
+        victim_id = next(s["id"] for s in keeper.get("/api/v1/auth/sessions").json() if not s["current"])
+        assert keeper.delete(f"/api/v1/auth/sessions/{victim_id}").status_code == 204
+        assert_error(victim.get(ME), 401, "AUTHENTICATION_FAILED")
+        assert keeper.get(ME).status_code == 200
+        assert_error(keeper.delete(f"/api/v1/auth/sessions/{victim_id}"), 404, "NOT_FOUND")
+
+    def test_another_users_session_is_not_found(self, world, client_for):
+        client_for(world.outsider)
+        outsider_session = UserSession.objects.get(user=world.outsider)
+        client = client_for(world.admin)
+        assert_error(client.delete(f"/api/v1/auth/sessions/{outsider_session.id}"), 404, "NOT_FOUND")
+        assert UserSession.objects.get(pk=outsider_session.pk).ended_at is None
+
+
+class TestPasswordChange:
+    URL = "/api/v1/auth/password"
+
+    def test_it_changes_the_password_and_ends_the_other_sessions(self, api, world, client_for):
+        current, other = client_for(world.developer), client_for(world.developer)
+        response = current.post(
+            self.URL, {"current_password": PASSWORD, "new_password": "An0ther-long-passphrase"}
+        )
+        assert response.status_code == 204
+        assert current.get(ME).status_code == 200
+        assert_error(other.get(ME), 401, "AUTHENTICATION_FAILED")
+        assert login(api, "dev@acme.test", "An0ther-long-passphrase").status_code == 200
+        assert_error(login(api, "dev@acme.test"), 401, "AUTHENTICATION_FAILED")
+
+    def test_it_needs_the_current_password(self, world, client_for):
+        client = client_for(world.developer)
+        response = client.post(
+            self.URL, {"current_password": "wrong", "new_password": "An0ther-long-passphrase"}
+        )
+        error = assert_error(response, 400, "VALIDATION_ERROR")
+        assert "current_password" in error["details"]
+
+    def test_it_applies_djangos_password_validators(self, world, client_for):
+        client = client_for(world.developer)
+        for weak in ("short", "password123", "12345678901", "dev@acme.test"):
+            response = client.post(self.URL, {"current_password": PASSWORD, "new_password": weak})
+            error = assert_error(response, 400, "VALIDATION_ERROR")
+            assert "new_password" in error["details"]
+
+
+def test_a_password_change_retried_with_its_idempotency_key_is_replayed(world, client_for):
+    client = client_for(world.developer)
+    body = {"current_password": PASSWORD, "new_password": "An0ther-long-passphrase"}
+    first = client.post("/api/v1/auth/password", body, format="json", HTTP_IDEMPOTENCY_KEY="pw-1")
+    again = client.post("/api/v1/auth/password", body, format="json", HTTP_IDEMPOTENCY_KEY="pw-1")
+    assert first.status_code == again.status_code == 204
+    assert again["Idempotent-Replayed"] == "true"

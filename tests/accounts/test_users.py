@@ -1,0 +1,138 @@
+import pytest
+
+from accounts.models import User
+from tests.conftest import PASSWORD, assert_error
+
+URL = "/api/v1/users"
+
+
+def detail(user):
+    return f"{URL}/{user.id}"
+
+
+class TestAsTenantAdmin:
+    def test_it_lists_only_the_tenants_users(self, world, client_for):
+        response = client_for(world.admin).get(URL)
+        assert response.status_code == 200
+        assert [user["email"] for user in response.json()] == [
+            "admin@acme.test",
+            "dev@acme.test",
+            "viewer@acme.test",
+        ]
+        assert set(response.json()[0]) == {
+            "id",
+            "email",
+            "role",
+            "is_active",
+            "last_login",
+            "created_at",
+            "updated_at",
+        }
+
+    def test_it_creates_a_user_who_can_log_in(self, api, world, client_for):
+        response = client_for(world.admin).post(
+            URL, {"email": "New@Acme.test", "password": PASSWORD, "role": "developer"}
+        )
+        assert response.status_code == 201
+        body = response.json()
+        assert body["email"] == "new@acme.test"
+        assert body["role"] == "developer"
+        assert "password" not in body
+        created = User.objects.get(pk=body["id"])
+        assert created.tenant_id == world.tenant.id
+        assert created.password.startswith("md5$")  # hashed (MD5 only in tests; Argon2 in settings)
+        login = api.post(
+            "/api/v1/auth/login", {"email": "new@acme.test", "password": PASSWORD}, format="json"
+        )
+        assert login.status_code == 200
+
+    def test_it_ignores_attempts_to_set_tenant_or_staff(self, world, client_for):
+        response = client_for(world.admin).post(
+            URL,
+            {
+                "email": "sneaky@acme.test",
+                "password": PASSWORD,
+                "role": "viewer",
+                "tenant": str(world.other_tenant.id),
+                "is_staff": True,
+            },
+        )
+        assert response.status_code == 201
+        created = User.objects.get(email="sneaky@acme.test")
+        assert created.tenant_id == world.tenant.id
+        assert created.is_staff is False
+
+    def test_emails_are_unique_across_the_platform_ignoring_case(self, world, client_for):
+        response = client_for(world.admin).post(
+            URL, {"email": "ADMIN@globex.test", "password": PASSWORD, "role": "viewer"}
+        )
+        assert_error(response, 409, "CONFLICT")
+
+    def test_it_validates_the_body_and_the_password(self, world, client_for):
+        client = client_for(world.admin)
+        error = assert_error(client.post(URL, {"email": "x", "role": "owner"}), 400, "VALIDATION_ERROR")
+        assert set(error["details"]) == {"email", "password", "role"}
+        error = assert_error(
+            client.post(URL, {"email": "a@acme.test", "password": "password", "role": "viewer"}),
+            400,
+            "VALIDATION_ERROR",
+        )
+        assert "password" in error["details"]
+
+    def test_it_changes_a_role(self, world, client_for):
+        client = client_for(world.admin)
+        response = client.patch(detail(world.viewer), {"role": "developer"})
+        assert response.status_code == 200
+        assert response.json()["role"] == "developer"
+        assert client.get(detail(world.viewer)).json()["role"] == "developer"
+
+    def test_deleting_deactivates_and_kills_the_users_tokens(self, api, world, client_for):
+        victim = client_for(world.developer)
+        assert client_for(world.admin).delete(detail(world.developer)).status_code == 204
+        world.developer.refresh_from_db()
+        assert world.developer.is_active is False
+        assert_error(victim.get("/api/v1/auth/me"), 401, "AUTHENTICATION_FAILED")
+        login = api.post(
+            "/api/v1/auth/login", {"email": "dev@acme.test", "password": PASSWORD}, format="json"
+        )
+        assert_error(login, 401, "AUTHENTICATION_FAILED")
+
+    def test_the_last_admin_cannot_be_removed(self, world, client_for):
+        client = client_for(world.admin)
+        assert_error(client.delete(detail(world.admin)), 409, "CONFLICT")
+        assert_error(client.patch(detail(world.admin), {"role": "viewer"}), 409, "CONFLICT")
+        client.patch(detail(world.developer), {"role": "admin"})
+        assert client.patch(detail(world.admin), {"role": "viewer"}).status_code == 200
+
+    def test_another_tenants_user_is_not_found(self, world, client_for):
+        client = client_for(world.admin)
+        for response in (
+            client.get(detail(world.outsider)),
+            client.patch(detail(world.outsider), {"role": "viewer"}),
+            client.delete(detail(world.outsider)),
+        ):
+            assert_error(response, 404, "NOT_FOUND")
+        world.outsider.refresh_from_db()
+        assert world.outsider.is_active and world.outsider.role == "admin"
+
+    def test_a_malformed_id_is_not_found(self, world, client_for):
+        assert_error(client_for(world.admin).get(f"{URL}/not-a-uuid"), 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize("who", ["developer", "viewer", "staff"])
+def test_only_tenant_admins_manage_users(world, client_for, who):
+    client = client_for(getattr(world, who))
+    assert_error(client.get(URL), 403, "FORBIDDEN")
+    assert_error(
+        client.post(URL, {"email": "x@acme.test", "password": PASSWORD, "role": "viewer"}), 403, "FORBIDDEN"
+    )
+    assert_error(client.patch(detail(world.viewer), {"role": "admin"}), 403, "FORBIDDEN")
+    assert_error(client.delete(detail(world.viewer)), 403, "FORBIDDEN")
+
+
+def test_it_needs_credentials(api, world):
+    assert_error(api.get(URL), 401, "AUTHENTICATION_FAILED")
+
+
+def test_wrong_method_is_405(world, client_for):
+    assert_error(client_for(world.admin).put(URL, {}), 405, "METHOD_NOT_ALLOWED")

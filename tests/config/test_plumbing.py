@@ -1,0 +1,206 @@
+import json
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from config.logging import JsonFormatter
+from tests.conftest import assert_error
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class TestRequestId:
+    def test_it_returns_a_new_uuid_when_none_is_sent(self, api, db):
+        response = api.get("/health")
+        assert uuid.UUID(response["X-Request-ID"])
+
+    def test_it_echoes_a_sane_one(self, api, db):
+        assert api.get("/health", HTTP_X_REQUEST_ID="abc-123.x_y:z")["X-Request-ID"] == "abc-123.x_y:z"
+
+    @pytest.mark.parametrize("insane", ["a" * 200, "has space", "new\nline", "<script>"])
+    def test_it_replaces_an_insane_one(self, api, db, insane):
+        response = api.get("/health", HTTP_X_REQUEST_ID=insane)
+        assert uuid.UUID(response["X-Request-ID"])
+
+    def test_the_error_body_carries_the_same_id(self, api, db):
+        response = api.get("/nowhere", HTTP_X_REQUEST_ID="trace-me")
+        assert assert_error(response, 404, "NOT_FOUND")["request_id"] == "trace-me"
+
+
+class TestErrorEnvelope:
+    @pytest.mark.parametrize(
+        "path", ["/nowhere", "/api/v1/nothing-here", "/api/v1/auth/login/", "/static/missing.css"]
+    )
+    def test_unknown_paths(self, api, db, path):
+        assert_error(api.get(path), 404, "NOT_FOUND")
+
+    def test_wrong_method(self, api, db):
+        assert_error(api.delete("/health"), 405, "METHOD_NOT_ALLOWED")
+        assert_error(api.get("/api/v1/auth/login"), 405, "METHOD_NOT_ALLOWED")
+
+    def test_malformed_json(self, api, db):
+        response = api.post("/api/v1/auth/login", data="{not json", content_type="application/json")
+        error = assert_error(response, 400, "VALIDATION_ERROR")
+        assert "JSON" in error["message"]
+
+    def test_wrong_content_type(self, api, db):
+        response = api.post(
+            "/api/v1/auth/login", data="email=a", content_type="application/x-www-form-urlencoded"
+        )
+        assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+    @override_settings(MAX_REQUEST_BODY_BYTES=1024)
+    def test_body_over_the_limit(self, api, db):
+        body = json.dumps({"email": "a@b.test", "password": "x" * 2000})
+        error = assert_error(
+            api.post("/api/v1/auth/login", data=body, content_type="application/json"),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        )
+        assert error["details"] == {"limit_bytes": 1024}
+
+    def test_bad_content_length(self, api, db):
+        assert_error(
+            api.generic("POST", "/api/v1/auth/login", "{}", CONTENT_LENGTH="abc"), 400, "VALIDATION_ERROR"
+        )
+
+    @override_settings(ROOT_URLCONF="tests.config.boom_urls")
+    @pytest.mark.parametrize("path", ["/boom-api", "/boom-plain"])
+    def test_an_unexpected_error_is_a_500_without_internals(self, db, path, caplog):
+        from django.test import Client
+
+        response = Client(raise_request_exception=False).get(path)
+        error = assert_error(response, 500, "INTERNAL_ERROR")
+        assert "hunter2" not in response.content.decode()
+        assert "Traceback" not in response.content.decode()
+        assert error["message"] == "An internal error occurred."
+        assert any("hunter2" in (record.exc_text or str(record.exc_info)) for record in caplog.records)
+
+
+class TestOperations:
+    def test_health(self, api, db):
+        assert api.get("/health").json() == {"status": "ok"}
+
+    def test_ready(self, api, db):
+        assert api.get("/ready").json() == {"status": "ready", "checks": {"database": "ok", "cache": "ok"}}
+
+    @override_settings(
+        CACHES={
+            "default": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": "redis://127.0.0.1:1/0",
+                "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+            }
+        }
+    )
+    def test_ready_names_what_is_down(self, api, db):
+        response = api.get("/ready")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "not_ready"
+        assert body["checks"] == {"database": "ok", "cache": "unavailable"}
+        assert body["error"]["code"] == "UPSTREAM_UNAVAILABLE"
+        assert body["error"]["details"] == {"unavailable": ["cache"]}
+
+    def test_metrics_count_requests_by_route_pattern(self, api, world, client_for):
+        client_for(world.admin).get(f"/api/v1/users/{world.viewer.id}")
+        text = api.get("/metrics").content.decode()
+        assert 'http_requests_total{endpoint="/api/v1/users/{id}",method="GET",status_code="200"}' in text
+        assert "http_request_duration_seconds_bucket" in text
+        assert "django_db_" in text or "django_cache_" in text
+
+    def test_schema_and_docs_are_served_without_outside_network(self, api, db):
+        schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+        assert schema.status_code == 200
+        paths = schema.json()["paths"]
+        assert "/api/v1/auth/login" in paths and "/api/admin/tenants/{id}" in paths
+        for page in ("/docs", "/redoc"):
+            html = api.get(page).content.decode()
+            assert "/static/drf_spectacular_sidecar/" in html
+            assert "cdn." not in html and "unpkg" not in html
+
+
+class TestSecurityHeaders:
+    def test_every_answer_has_them(self, api, db):
+        response = api.get("/health")
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert response["X-Frame-Options"] == "DENY"
+        assert response["Referrer-Policy"] == "same-origin"
+
+    @override_settings(CORS_ALLOWED_ORIGINS=["https://app.example.com"])
+    def test_cors_allows_configured_origins_only(self, api, db):
+        allowed = api.options(
+            "/api/v1/auth/login",
+            HTTP_ORIGIN="https://app.example.com",
+            HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        )
+        assert allowed["Access-Control-Allow-Origin"] == "https://app.example.com"
+        refused = api.options(
+            "/api/v1/auth/login",
+            HTTP_ORIGIN="https://evil.example.net",
+            HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        )
+        assert "Access-Control-Allow-Origin" not in refused
+
+
+class TestLogging:
+    def test_one_json_line_per_request_with_its_context(self, world, client_for, caplog):
+        client = client_for(world.admin)
+        with caplog.at_level(logging.INFO, logger="access"):
+            client.get("/api/v1/users", HTTP_X_REQUEST_ID="log-me")
+        records = [record for record in caplog.records if record.name == "access"]
+        assert len(records) == 1
+        record = records[0]
+        record.trace_id = "log-me"
+        line = json.loads(JsonFormatter(service="backend-api").format(record))
+        assert line["service"] == "backend-api"
+        assert line["trace_id"] == "log-me"
+        assert line["level"] == "INFO"
+        assert line["timestamp"].endswith("Z")
+        context = line["context"]
+        assert context["tenant_id"] == str(world.tenant.id)
+        assert context["user_id"] == str(world.admin.id)
+        assert context["endpoint"] == "/api/v1/users"
+        assert context["status_code"] == 200
+        assert context["duration_ms"] >= 0
+
+
+def _settings_subprocess(*args, **env):
+    environment = {key: value for key, value in os.environ.items() if key not in ("SECRET_KEY", "DEBUG")}
+    environment.update(DJANGO_SETTINGS_MODULE="config.settings", **env)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+class TestProductionSettings:
+    def test_it_refuses_the_development_secret_key(self):
+        result = _settings_subprocess("check", DEBUG="false")
+        assert result.returncode != 0
+        assert "SECRET_KEY is the development default" in result.stderr
+
+    def test_check_deploy_reports_only_what_https_termination_explains(self):
+        result = _settings_subprocess(
+            "check", "--deploy", DEBUG="false", SECRET_KEY="k" * 20 + "prod-" + "z" * 40
+        )
+        output = result.stdout + result.stderr
+        assert "security.W008" in output  # SECURE_SSL_REDIRECT: the proxy in front redirects to HTTPS
+        assert output.count("?: (") == 1, output
+
+
+def test_a_csrf_failure_is_in_the_envelope(db):
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "x", "password": "y"})
+    assert_error(response, 403, "FORBIDDEN")

@@ -1,0 +1,207 @@
+import pytest
+from rest_framework.test import APIClient
+
+from recommendations.models import Interaction, Item
+from tests.conftest import assert_error
+
+ITEMS = "/api/v1/items"
+
+
+def item(item_id, **fields):
+    return {"id": item_id, "title": fields.pop("title", f"Item {item_id}"), **fields}
+
+
+@pytest.fixture
+def writer(make_key):
+    _, secret = make_key(permissions=["read", "write"])
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=secret)
+    return client
+
+
+@pytest.fixture
+def reader(make_key):
+    _, secret = make_key(permissions=["read"])
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=secret)
+    return client
+
+
+class TestUpsert:
+    def test_it_creates_then_updates_by_the_tenants_own_id(self, world, writer):
+        response = writer.post(
+            ITEMS, {"items": [item("sku-1", categories=["shoes"]), item("sku.2/x".replace("/", ""))]}
+        )
+        assert response.status_code == 200
+        assert response.json() == {"created": 2, "updated": 0}
+        response = writer.post(
+            ITEMS, {"items": [item("sku-1", title="Renamed", metadata={"price": 10}), item("sku-3")]}
+        )
+        assert response.json() == {"created": 1, "updated": 1}
+        row = Item.objects.get(tenant=world.tenant, external_id="sku-1")
+        assert row.title == "Renamed" and row.metadata == {"price": 10} and row.categories == []
+        assert Item.objects.filter(tenant=world.tenant).count() == 3
+
+    def test_one_invalid_item_rejects_the_batch_with_its_index(self, world, writer):
+        batch = [item("ok-1"), item("ok-2"), {"id": "bad", "embedding": ["x"]}, item("ok-3")]
+        error = assert_error(writer.post(ITEMS, {"items": batch}), 400, "VALIDATION_ERROR")
+        assert list(error["details"]["items"]) == ["2"]
+        assert set(error["details"]["items"]["2"]) == {"title", "embedding"}
+        assert error["message"].startswith("items.2.")
+        assert Item.objects.count() == 0
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"items": []},
+            {"items": [item(str(n)) for n in range(1001)]},
+            {"items": "nope"},
+            {},
+            [item("a")],
+            {"items": [item("a"), item("a")]},
+            {"items": [item("")]},
+            {"items": [item("x" * 256)]},
+            {"items": [item("a", metadata=[1])]},
+            {"items": [item("a", categories="shoes")]},
+        ],
+    )
+    def test_it_validates(self, world, writer, body):
+        assert_error(writer.post(ITEMS, body), 400, "VALIDATION_ERROR")
+        assert Item.objects.count() == 0
+
+    def test_nan_is_not_json(self, world, writer):
+        body = '{"items": [{"id": "a", "title": "t", "embedding": [NaN]}]}'
+        assert_error(writer.post(ITEMS, body, content_type="application/json"), 400, "VALIDATION_ERROR")
+
+    def test_a_thousand_items_in_one_batch(self, world, writer):
+        batch = [item(f"i{n}", description="words " * 20, categories=["c" + str(n % 7)]) for n in range(1000)]
+        assert writer.post(ITEMS, {"items": batch}).json() == {"created": 1000, "updated": 0}
+
+    def test_read_keys_and_viewers_may_not_write(self, world, reader, client_for):
+        assert_error(reader.post(ITEMS, {"items": [item("a")]}), 403, "FORBIDDEN")
+        assert_error(client_for(world.viewer).post(ITEMS, {"items": [item("a")]}), 403, "FORBIDDEN")
+        assert client_for(world.developer).post(ITEMS, {"items": [item("a")]}).status_code == 200
+
+
+class TestRead:
+    def test_list_pages_with_a_cursor_and_filters_by_category(self, world, writer, reader):
+        writer.post(
+            ITEMS,
+            {"items": [item(f"i{n:02}", categories=["even" if n % 2 == 0 else "odd"]) for n in range(25)]},
+        )
+        seen, cursor = [], None
+        while True:
+            params = {"limit": 10, **({"cursor": cursor} if cursor else {})}
+            page = reader.get(ITEMS, params).json()
+            seen += [row["id"] for row in page["results"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == [f"i{n:02}" for n in range(25)]
+        evens = reader.get(ITEMS, {"category": "even", "limit": 100}).json()
+        assert [row["id"] for row in evens["results"]] == [f"i{n:02}" for n in range(0, 25, 2)]
+        assert evens["next_cursor"] is None
+
+    @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"cursor": "%%%"}])
+    def test_list_validates(self, world, reader, params):
+        assert_error(reader.get(ITEMS, params), 400, "VALIDATION_ERROR")
+
+    def test_get_patch_delete_one(self, world, writer):
+        writer.post(ITEMS, {"items": [item("sku.1:x", categories=["a"])]})
+        url = f"{ITEMS}/sku.1:x"
+        body = writer.get(url).json()
+        assert body["id"] == "sku.1:x" and body["categories"] == ["a"] and body["is_active"] is True
+        assert set(body) == {
+            "id",
+            "title",
+            "description",
+            "categories",
+            "metadata",
+            "embedding",
+            "is_active",
+            "created_at",
+            "updated_at",
+        }
+        patched = writer.patch(url, {"title": "New", "is_active": False}).json()
+        assert patched["title"] == "New" and patched["is_active"] is False
+        assert_error(writer.patch(url, {"metadata": "x"}), 400, "VALIDATION_ERROR")
+        assert writer.delete(url).status_code == 204
+        assert_error(writer.get(url), 404, "NOT_FOUND")
+
+    def test_another_tenants_items_are_not_found(self, world, writer, make_key):
+        writer.post(ITEMS, {"items": [item("mine")]})
+        _, other_secret = make_key(tenant=world.other_tenant)
+        other = APIClient()
+        other.credentials(HTTP_X_API_KEY=other_secret)
+        other.post(ITEMS, {"items": [item("theirs")]})
+        assert [row["id"] for row in writer.get(ITEMS).json()["results"]] == ["mine"]
+        for response in (
+            writer.get(f"{ITEMS}/theirs"),
+            writer.patch(f"{ITEMS}/theirs", {"title": "pwned"}),
+            writer.delete(f"{ITEMS}/theirs"),
+            writer.get(f"{ITEMS}/theirs/similar"),
+        ):
+            assert_error(response, 404, "NOT_FOUND")
+        assert Item.objects.get(external_id="theirs").title == "Item theirs"
+        # The same id in two tenants is two items.
+        assert other.post(ITEMS, {"items": [item("mine")]}).json() == {"created": 1, "updated": 0}
+
+
+class TestInteractions:
+    URL = "/api/v1/interactions"
+
+    def test_one_or_a_batch(self, world, writer):
+        writer.post(ITEMS, {"items": [item("a"), item("b")]})
+        assert writer.post(self.URL, {"user_id": "u1", "item_id": "a", "type": "view"}).json() == {
+            "accepted": 1
+        }
+        batch = {
+            "interactions": [
+                {"user_id": "u1", "item_id": "b", "type": "purchase", "timestamp": "2026-01-01T10:00:00Z"},
+                {"user_id": "u2", "item_id": "a", "type": "rating", "value": 4.5},
+            ]
+        }
+        response = writer.post(self.URL, batch)
+        assert response.status_code == 202 and response.json() == {"accepted": 2}
+        assert Interaction.objects.filter(tenant=world.tenant).count() == 3
+        rating = Interaction.objects.get(user_id="u2")
+        assert rating.value == 4.5 and rating.type == "rating"
+
+    def test_an_unknown_item_refuses_the_batch(self, world, writer, make_key):
+        writer.post(ITEMS, {"items": [item("a")]})
+        _, other_secret = make_key(tenant=world.other_tenant)
+        other = APIClient()
+        other.credentials(HTTP_X_API_KEY=other_secret)
+        other.post(ITEMS, {"items": [item("theirs")]})
+        batch = {
+            "interactions": [
+                {"user_id": "u", "item_id": "a", "type": "view"},
+                {"user_id": "u", "item_id": "theirs", "type": "view"},
+            ]
+        }
+        error = assert_error(writer.post(self.URL, batch), 400, "VALIDATION_ERROR")
+        assert list(error["details"]["interactions"]) == ["1"]
+        assert Interaction.objects.count() == 0
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"user_id": "u", "item_id": "a", "type": "stare"},
+            {"user_id": "u", "item_id": "a", "type": "rating"},
+            {"user_id": "", "item_id": "a", "type": "view"},
+            {"user_id": "u", "item_id": "a", "type": "view", "timestamp": "2999-01-01T00:00:00Z"},
+            {"user_id": "u", "item_id": "a", "type": "view", "value": "big"},
+            {"interactions": []},
+            {"interactions": [{"user_id": "u", "item_id": "a", "type": "view"}] * 1001},
+        ],
+    )
+    def test_it_validates(self, world, writer, body):
+        writer.post(ITEMS, {"items": [item("a")]})
+        assert_error(writer.post(self.URL, body), 400, "VALIDATION_ERROR")
+        assert Interaction.objects.count() == 0
+
+    def test_read_keys_may_not_record(self, world, writer, reader):
+        writer.post(ITEMS, {"items": [item("a")]})
+        assert_error(
+            reader.post(self.URL, {"user_id": "u", "item_id": "a", "type": "view"}), 403, "FORBIDDEN"
+        )

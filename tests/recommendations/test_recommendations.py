@@ -1,0 +1,301 @@
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from recommendations import engine
+from recommendations.models import Interaction, Item
+from recommendations.services import engine_train
+from tenants.models import IdempotencyRecord
+from tests.conftest import assert_error
+
+URL = "/api/v1/recommendations"
+
+
+@pytest.fixture
+def shop(world, make_key):
+    """Our tenant's catalog: shoes and hats; a few users who like shoes."""
+    _, secret = make_key()
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=secret)
+    items = [{"id": f"shoe-{n}", "title": f"Shoe {n}", "categories": ["shoes"]} for n in range(6)]
+    items += [{"id": f"hat-{n}", "title": f"Hat {n}", "categories": ["hats"]} for n in range(6)]
+    client.post("/api/v1/items", {"items": items})
+    start = timezone.now() - timedelta(days=1)
+    batch = []
+    for user in range(8):
+        for step, shoe in enumerate((0, 1, 2, 3)):
+            batch.append(
+                {
+                    "user_id": f"fan-{user}",
+                    "item_id": f"shoe-{(shoe + user) % 6}",
+                    "type": "click",
+                    "timestamp": (start + timedelta(minutes=10 * user + step)).isoformat(),
+                }
+            )
+    batch += [{"user_id": "hatter", "item_id": f"hat-{n}", "type": "purchase"} for n in range(3)]
+    client.post("/api/v1/interactions", {"interactions": batch})
+    engine_train(tenant_id=str(world.tenant.id))
+    return client
+
+
+def ids(response):
+    return [row["item_id"] for row in response.json()["recommendations"]]
+
+
+class TestRecommendations:
+    def test_a_shoe_fan_gets_shoes_first_and_never_what_they_saw(self, world, shop):
+        shop.post("/api/v1/interactions", {"user_id": "new-fan", "item_id": "shoe-0", "type": "purchase"})
+        response = shop.post(URL, {"user_id": "new-fan", "count": 4})
+        assert response.status_code == 200
+        body = response.json()
+        assert set(body) == {"user_id", "recommendations", "strategy", "request_id"}
+        assert body["request_id"] == response["X-Request-ID"]
+        assert body["strategy"].startswith("personalized")
+        assert all(item.startswith("shoe-") for item in ids(response))
+        assert "shoe-0" not in ids(response)
+        scores = [row["score"] for row in body["recommendations"]]
+        assert scores == sorted(scores, reverse=True)
+        assert all(row["title"].startswith("Shoe") for row in body["recommendations"])
+
+    def test_exclude_seen_false_may_repeat_history(self, world, shop):
+        seen = Interaction.objects.filter(user_id="fan-0").values_list("item__external_id", flat=True)
+        body = shop.post(URL, {"user_id": "fan-0", "count": 12, "exclude_seen": False})
+        assert set(seen) <= set(ids(body))
+        assert not set(seen) & set(ids(shop.post(URL, {"user_id": "fan-0", "count": 12})))
+
+    def test_a_user_without_history_gets_popular_then_newest(self, world, shop):
+        body = shop.post(URL, {"user_id": "stranger", "count": 12}).json()
+        assert body["strategy"] == "popular+newest"
+        assert len(body["recommendations"]) == 12  # every eligible item when there are that many
+        assert len(set(ids_ := [row["item_id"] for row in body["recommendations"]])) == 12
+        assert ids_[0].startswith("shoe-")  # the most popular first
+
+    def test_filters_categories_and_exclusions_and_inactive_items(self, world, shop):
+        shop.patch("/api/v1/items/hat-5", {"is_active": False})
+        body = shop.post(
+            URL,
+            {
+                "user_id": "fan-1",
+                "count": 10,
+                "filters": {"categories": ["hats"], "exclude_item_ids": ["hat-4"]},
+            },
+        )
+        assert sorted(ids(body)) == ["hat-0", "hat-1", "hat-2", "hat-3"]
+        everything = ids(shop.post(URL, {"user_id": "stranger", "count": 100}))
+        assert "hat-5" not in everything and len(everything) == 11
+
+    def test_it_fills_up_to_count_and_says_so(self, world, shop):
+        body = shop.post(URL, {"user_id": "hatter", "count": 9}).json()
+        assert len(body["recommendations"]) == 9
+        assert "+" in body["strategy"]
+
+    def test_another_tenants_items_never_appear(self, world, shop, make_key):
+        _, secret = make_key(tenant=world.other_tenant)
+        other = APIClient()
+        other.credentials(HTTP_X_API_KEY=secret)
+        other.post("/api/v1/items", {"items": [{"id": "secret-item", "title": "Globex secret"}]})
+        other.post("/api/v1/interactions", {"user_id": "fan-0", "item_id": "secret-item", "type": "purchase"})
+        assert "secret-item" not in ids(shop.post(URL, {"user_id": "fan-0", "count": 100}))
+        assert ids(other.post(URL, {"user_id": "x", "count": 5})) == ["secret-item"]
+
+    def test_new_interactions_count_at_once_without_retraining(self, world, shop):
+        before = ids(shop.post(URL, {"user_id": "convert", "count": 3}))
+        shop.post("/api/v1/interactions", {"user_id": "convert", "item_id": "hat-0", "type": "purchase"})
+        after = ids(shop.post(URL, {"user_id": "convert", "count": 3}))
+        assert after != before and "hat-0" not in after
+        assert any(item.startswith("hat-") for item in after)
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {},
+            {"user_id": "u", "count": 0},
+            {"user_id": "u", "count": 101},
+            {"user_id": "u", "filters": {"categories": "x"}},
+            {"user_id": "u", "exclude_seen": "maybe"},
+            {"user_id": ["u"]},
+        ],
+    )
+    def test_it_validates(self, world, shop, body):
+        assert_error(shop.post(URL, body), 400, "VALIDATION_ERROR")
+
+    def test_viewers_and_read_keys_may_ask(self, world, shop, client_for, make_key):
+        assert client_for(world.viewer).post(URL, {"user_id": "u"}).status_code == 200
+        _, read_secret = make_key(permissions=["read"])
+        reader = APIClient()
+        reader.credentials(HTTP_X_API_KEY=read_secret)
+        assert reader.post(URL, {"user_id": "u"}).status_code == 200
+        _, write_only = make_key(permissions=["write"])
+        writer = APIClient()
+        writer.credentials(HTTP_X_API_KEY=write_only)
+        assert_error(writer.post(URL, {"user_id": "u"}), 403, "FORBIDDEN")
+
+    def test_the_hot_path_costs_one_query(self, world, shop, django_assert_max_num_queries):
+        shop.post(URL, {"user_id": "fan-2"})  # builds this process's index
+        # The user's history is the one query; with Redis the key, limits and usage cost none.
+        budget = 1 if connection.vendor == "postgresql" or engine_uses_shared_cache() else 2
+        with django_assert_max_num_queries(budget):
+            assert shop.post(URL, {"user_id": "fan-2"}).status_code == 200
+
+
+def engine_uses_shared_cache() -> bool:
+    from django.conf import settings
+
+    return bool(settings.USAGE_BUFFER_REDIS_URL)
+
+
+class TestSimilar:
+    def test_similar_items_by_behaviour_and_for_a_new_item_by_content(self, world, shop):
+        body = shop.get("/api/v1/items/shoe-1/similar", {"count": 3}).json()
+        assert body["item_id"] == "shoe-1"
+        assert len(body["similar"]) == 3
+        assert all(row["item_id"].startswith("shoe-") for row in body["similar"])
+        shop.post(
+            "/api/v1/items", {"items": [{"id": "hat-new", "title": "Hat deluxe", "categories": ["hats"]}]}
+        )
+        fresh = shop.get("/api/v1/items/hat-new/similar", {"count": 3}).json()["similar"]
+        assert fresh and all(row["item_id"].startswith("hat-") for row in fresh)
+
+    def test_it_validates_and_404s(self, world, shop):
+        assert_error(shop.get("/api/v1/items/nope/similar"), 404, "NOT_FOUND")
+        assert_error(shop.get("/api/v1/items/shoe-1/similar", {"count": 0}), 400, "VALIDATION_ERROR")
+
+
+class TestIndex:
+    def test_the_memory_index_is_rebuilt_only_when_the_tenant_changed(self, world, shop):
+        tenant_id = str(world.tenant.id)
+        first = engine.index_for(tenant_id)
+        shop.post("/api/v1/interactions", {"user_id": "u", "item_id": "hat-1", "type": "view"})
+        assert engine.index_for(tenant_id) is first  # an interaction does not rebuild it
+        shop.post("/api/v1/items", {"items": [{"id": "boot", "title": "Boot"}]})
+        second = engine.index_for(tenant_id)
+        assert second is not first and "boot" in second.position_of_id
+        engine_train(tenant_id=tenant_id)
+        assert engine.index_for(tenant_id) is not second
+
+
+class TestIdempotency:
+    def test_a_retry_replays_the_first_answer_and_does_nothing_twice(self, world, shop):
+        headers = {"HTTP_IDEMPOTENCY_KEY": "batch-42"}
+        body = {"interactions": [{"user_id": "u", "item_id": "hat-1", "type": "view"}]}
+        first = shop.post("/api/v1/interactions", body, **headers)
+        again = shop.post("/api/v1/interactions", body, **headers)
+        assert first.status_code == again.status_code == 202
+        assert again.json() == first.json()
+        assert again["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first
+        assert Interaction.objects.filter(user_id="u").count() == 1
+
+    def test_the_same_key_with_another_body_is_422(self, world, shop):
+        shop.post("/api/v1/items", {"items": [{"id": "z", "title": "Z"}]}, HTTP_IDEMPOTENCY_KEY="k1")
+        response = shop.post(
+            "/api/v1/items", {"items": [{"id": "z", "title": "Other"}]}, HTTP_IDEMPOTENCY_KEY="k1"
+        )
+        assert_error(response, 422, "IDEMPOTENCY_KEY_REUSED")
+        assert Item.objects.get(external_id="z").title == "Z"
+
+    def test_a_retry_while_the_first_runs_is_409(self, world, shop):
+        IdempotencyRecord.objects.create(
+            tenant=world.tenant,
+            key="busy",
+            request_hash="x" * 64,
+            expires_at=timezone.now() + timedelta(hours=1),
+        )
+        record = IdempotencyRecord.objects.get(key="busy")
+        from tenants.idempotency import _request_hash  # the hash of the retry below
+
+        class Fake:
+            method, path, body = "POST", URL, b'{"user_id":"u"}'
+
+        record.request_hash = _request_hash(Fake)
+        record.save()
+        assert_error(shop.post(URL, {"user_id": "u"}, HTTP_IDEMPOTENCY_KEY="busy"), 409, "CONFLICT")
+
+    def test_keys_are_per_tenant_and_validated(self, world, shop, make_key):
+        _, secret = make_key(tenant=world.other_tenant)
+        other = APIClient()
+        other.credentials(HTTP_X_API_KEY=secret)
+        assert shop.post(URL, {"user_id": "u"}, HTTP_IDEMPOTENCY_KEY="same").status_code == 200
+        assert other.post(URL, {"user_id": "v"}, HTTP_IDEMPOTENCY_KEY="same").status_code == 200
+        assert_error(
+            shop.post(URL, {"user_id": "u"}, HTTP_IDEMPOTENCY_KEY="x" * 256), 400, "VALIDATION_ERROR"
+        )
+
+    def test_a_replayed_key_creation_never_shows_the_secret_again(self, world, client_for):
+        client = client_for(world.admin)
+        first = client.post("/api/v1/api-keys", {"name": "ci"}, HTTP_IDEMPOTENCY_KEY="create-ci")
+        again = client.post("/api/v1/api-keys", {"name": "ci"}, HTTP_IDEMPOTENCY_KEY="create-ci")
+        assert first.json()["key"].startswith("rk_")
+        assert again.json()["id"] == first.json()["id"] and again.json()["key"] is None
+        assert first.json()["key"] not in str(IdempotencyRecord.objects.get(key="create-ci").response_body)
+
+    @pytest.mark.django_db(transaction=True)
+    def test_concurrent_retries_run_the_request_once(self, world, make_key, live_server):
+        import requests
+
+        _, secret = make_key()
+        requests.post(
+            live_server.url + "/api/v1/items",
+            json={"items": [{"id": "a", "title": "A"}]},
+            headers={"X-API-Key": secret},
+            timeout=30,
+        )
+        body = {"interactions": [{"user_id": "racer", "item_id": "a", "type": "view"}]}
+        statuses = []
+
+        def send() -> None:
+            answer = requests.post(
+                live_server.url + "/api/v1/interactions",
+                json=body,
+                headers={"X-API-Key": secret, "Idempotency-Key": "race"},
+                timeout=30,
+            )
+            statuses.append(answer.status_code)
+
+        threads = [threading.Thread(target=send) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert Interaction.objects.filter(user_id="racer").count() == 1
+        assert set(statuses) <= {202, 409} and 202 in statuses
+
+
+def test_exclude_seen_holds_for_a_long_history(world, make_key):
+    """The recent history feeds the profile, but everything the user ever saw stays excluded."""
+    _, secret = make_key()
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=secret)
+    client.post("/api/v1/items", {"items": [{"id": f"i{n}", "title": f"Item {n}"} for n in range(260)]})
+    start = timezone.now() - timedelta(days=2)
+    seen = [
+        {
+            "user_id": "binger",
+            "item_id": f"i{n}",
+            "type": "view",
+            "timestamp": (start + timedelta(minutes=n)).isoformat(),
+        }
+        for n in range(250)
+    ]
+    client.post("/api/v1/interactions", {"interactions": seen})
+    body = client.post(URL, {"user_id": "binger", "count": 100}).json()
+    assert sorted(row["item_id"] for row in body["recommendations"]) == sorted(
+        f"i{n}" for n in range(250, 260)
+    )
+
+
+def test_idempotency_records_expire_after_their_24_hours(world):
+    from tenants.tasks import idempotency_records_expire
+
+    now = timezone.now()
+    IdempotencyRecord.objects.create(
+        tenant=world.tenant, key="old", request_hash="h", expires_at=now - timedelta(seconds=1)
+    )
+    IdempotencyRecord.objects.create(
+        tenant=world.tenant, key="fresh", request_hash="h", expires_at=now + timedelta(hours=1)
+    )
+    assert idempotency_records_expire.delay().get() == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["fresh"]

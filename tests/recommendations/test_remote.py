@@ -1,0 +1,231 @@
+"""Contract tests of the ML engine and data pipeline clients, against a real HTTP server on loopback."""
+
+import time
+
+import pytest
+from celery.exceptions import Retry
+from rest_framework.test import APIClient
+
+from recommendations import remote
+from recommendations.models import Item
+from tests.conftest import assert_error
+from tests.fake_services import FakeService, fake_service
+
+URL = "/api/v1/recommendations"
+
+
+@pytest.fixture
+def ml_engine(settings):
+    with fake_service() as service:
+        settings.ML_ENGINE_URL = service.url
+        settings.UPSTREAM_READ_TIMEOUT = 0.3
+        settings.UPSTREAM_CONNECT_TIMEOUT = 0.3
+        settings.UPSTREAM_RETRIES = 1
+        settings.UPSTREAM_BREAKER_THRESHOLD = 3
+        settings.UPSTREAM_BREAKER_COOLDOWN = 30
+        remote.clients_reset()
+        yield service
+    remote.clients_reset()
+
+
+@pytest.fixture
+def tenant_client(world, make_key):
+    _, secret = make_key()
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=secret)
+    items = [
+        {"id": f"i{n}", "title": f"Item {n}", "categories": ["even" if n % 2 == 0 else "odd"]}
+        for n in range(10)
+    ]
+    items.append({"id": "gone", "title": "Gone", "is_active": False})
+    client.post("/api/v1/items", {"items": items})
+    client.post("/api/v1/interactions", {"user_id": "u", "item_id": "i9", "type": "view"})
+    return client
+
+
+def recommend(client, **body):
+    return client.post(URL, {"user_id": "u", "count": 3, **body}, HTTP_X_REQUEST_ID="trace-42")
+
+
+class TestMlEngine:
+    def test_it_answers_from_the_engine_and_passes_the_request_on(
+        self, world, tenant_client, ml_engine: FakeService
+    ):
+        ml_engine.recommendations = [
+            {"item_id": "i3", "score": 0.9},
+            {"item_id": "i1", "score": 0.5},
+            {"item_id": "i2", "score": 0.7},
+        ]
+        body = recommend(tenant_client).json()
+        assert body["strategy"] == "remote"
+        assert [(row["item_id"], row["score"], row["title"]) for row in body["recommendations"]] == [
+            ("i3", 0.9, "Item 3"),
+            ("i2", 0.7, "Item 2"),
+            ("i1", 0.5, "Item 1"),
+        ]
+        call = ml_engine.received[-1]
+        assert call["path"] == "/internal/ml/recommendations"
+        assert call["headers"]["X-Request-ID"] == "trace-42"
+        assert call["body"] == {
+            "tenant_id": str(world.tenant.id),
+            "user_id": "u",
+            "count": 3,
+            "filters": {"categories": [], "exclude_item_ids": []},
+            "exclude_seen": True,
+        }
+
+    def test_what_it_may_not_show_is_dropped_and_the_rest_filled(
+        self, world, tenant_client, ml_engine, make_key
+    ):
+        _, secret = make_key(tenant=world.other_tenant)
+        other = APIClient()
+        other.credentials(HTTP_X_API_KEY=secret)
+        other.post("/api/v1/items", {"items": [{"id": "foreign", "title": "Other tenant"}]})
+        ml_engine.recommendations = [
+            {"item_id": "foreign", "score": 9},  # another tenant's item
+            {"item_id": "gone", "score": 8},  # inactive
+            {"item_id": "i9", "score": 7},  # already seen
+            {"item_id": "i4", "score": float("inf")},  # not a finite score (sent as Infinity)
+            {"item_id": "i5", "score": "high"},
+            {"item_id": 6, "score": 1},
+            "junk",
+            {"item_id": "i1", "score": 0.4},
+            {"item_id": "i1", "score": 0.3},  # a duplicate
+        ]
+        body = recommend(tenant_client, filters={"exclude_item_ids": ["i3"]}).json()
+        shown = [row["item_id"] for row in body["recommendations"]]
+        assert shown[0] == "i1" and len(shown) == 3 and len(set(shown)) == 3
+        assert not {"foreign", "gone", "i9", "i3"} & set(shown)
+        assert [row["score"] for row in body["recommendations"]][0] == 0.4
+        assert body["strategy"] == "remote+newest"
+
+    @pytest.mark.parametrize("mode", ["error", "malformed", "bad_request"])
+    def test_a_failing_engine_falls_back_to_the_builtin_one(self, world, tenant_client, ml_engine, mode):
+        ml_engine.mode = mode
+        response = recommend(tenant_client)
+        assert response.status_code == 200
+        assert response.json()["strategy"].startswith("fallback:")
+        assert len(response.json()["recommendations"]) == 3
+
+    def test_a_slow_engine_times_out_quickly(self, world, tenant_client, ml_engine):
+        ml_engine.delay = 1.0
+        started = time.monotonic()
+        response = recommend(tenant_client)
+        assert response.json()["strategy"].startswith("fallback:")
+        assert time.monotonic() - started < 0.9  # one read timeout (0.3 s), no retry of a timeout
+
+    def test_server_errors_are_retried_once(self, world, tenant_client, ml_engine):
+        ml_engine.mode = "error"
+        recommend(tenant_client)
+        assert len(ml_engine.received) == 2
+
+    def test_a_down_engine_falls_back(self, world, tenant_client, settings):
+        settings.ML_ENGINE_URL = "http://127.0.0.1:9"  # nothing listens there
+        remote.clients_reset()
+        try:
+            assert recommend(tenant_client).json()["strategy"].startswith("fallback:")
+        finally:
+            remote.clients_reset()
+
+    def test_the_breaker_opens_after_failures_and_closes_after_a_good_trial(
+        self, world, tenant_client, ml_engine
+    ):
+        ml_engine.mode = "error"
+        for _ in range(3):
+            recommend(tenant_client)
+        client = remote.service_client("ml_engine")
+        assert client.breaker.state == "open"
+        calls = len(ml_engine.received)
+        assert recommend(tenant_client).json()["strategy"].startswith("fallback:")
+        assert len(ml_engine.received) == calls  # not even tried while open
+        client.breaker.opened_at -= 31  # the cooldown passes
+        assert client.breaker.state == "half-open"
+        ml_engine.mode = "ok"
+        ml_engine.recommendations = [{"item_id": "i1", "score": 1.0}]
+        assert recommend(tenant_client).json()["strategy"] == "remote+newest"
+        assert client.breaker.state == "closed"
+
+    def test_embeddings_for_items_without_one_come_from_the_engine(
+        self, world, ml_engine, settings, django_capture_on_commit_callbacks
+    ):
+        from recommendations.services import items_embed, items_upsert
+
+        ml_engine.embeddings = [
+            {"item_id": "e1", "embedding": [1.0, 0.0, 0.5]},
+            {"item_id": "e2", "embedding": ["bad"]},
+        ]
+        from recommendations.vectors import content_vector, to_bytes
+
+        with django_capture_on_commit_callbacks(execute=True):  # the embedding task runs after commit
+            items_upsert(
+                tenant=world.tenant, items=[{"id": "e1", "title": "One"}, {"id": "e2", "title": "Two"}]
+            )
+        assert ml_engine.received[-1]["path"] == "/internal/ml/embeddings"
+        assert [item["id"] for item in ml_engine.received[-1]["body"]["items"]] == ["e1", "e2"]
+        from_text = to_bytes(content_vector(title="One", description="", categories=[], embedding=None))
+        from_engine = to_bytes(
+            content_vector(title="", description="", categories=[], embedding=[1.0, 0.0, 0.5])
+        )
+        assert bytes(Item.objects.get(external_id="e1").content_vector) == from_engine != from_text
+        # The malformed embedding of e2 is refused: e2 keeps its own content vector.
+        assert items_embed(tenant_id=str(world.tenant.id), item_ids=["e2"]) == 0
+
+
+class TestDataPipeline:
+    def test_accepted_writes_are_forwarded_after_commit(
+        self, world, settings, django_capture_on_commit_callbacks
+    ):
+        from recommendations.services import interactions_record, items_upsert
+
+        with fake_service() as pipeline:
+            settings.DATA_PIPELINE_URL = pipeline.url
+            remote.clients_reset()
+            with django_capture_on_commit_callbacks(execute=True):
+                items_upsert(tenant=world.tenant, items=[{"id": "a", "title": "A"}])
+            assert pipeline.received == [] or pipeline.received[0]["path"] == "/internal/pipeline/items"
+            with django_capture_on_commit_callbacks(execute=True):
+                interactions_record(
+                    tenant=world.tenant, interactions=[{"user_id": "u", "item_id": "a", "type": "view"}]
+                )
+            paths = [call["path"] for call in pipeline.received]
+            assert paths == ["/internal/pipeline/items", "/internal/pipeline/interactions"]
+            sent = pipeline.received[1]["body"]
+            assert sent["tenant_id"] == str(world.tenant.id) and sent["interactions"][0]["item_id"] == "a"
+        remote.clients_reset()
+
+    def test_a_pipeline_outage_is_retried_not_lost(self, world, settings):
+        from recommendations.tasks import pipeline_forward
+
+        with fake_service() as pipeline:
+            settings.DATA_PIPELINE_URL = pipeline.url
+            settings.UPSTREAM_RETRIES = 0
+            remote.clients_reset()
+            pipeline.mode = "error"
+            with pytest.raises(
+                Retry
+            ):  # a worker schedules it again, with backoff, until the pipeline takes it
+                pipeline_forward.apply(args=(str(world.tenant.id), "items", [{"id": "a"}]), throw=True)
+            assert pipeline_forward.autoretry_for == (remote.UpstreamError,)
+            assert pipeline_forward.max_retries >= 10
+            pipeline.mode = "ok"
+            pipeline_forward.apply(args=(str(world.tenant.id), "items", [{"id": "a"}]), throw=True)
+            assert pipeline.received[-1]["body"] == {
+                "tenant_id": str(world.tenant.id),
+                "items": [{"id": "a"}],
+            }
+        remote.clients_reset()
+
+
+def test_without_any_engine_answer_it_is_503(world, tenant_client, ml_engine, monkeypatch):
+    from django.db import OperationalError
+
+    from recommendations import services
+
+    ml_engine.mode = "error"
+
+    def database_gone(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(services.engine, "builtin_recommend", database_gone)
+    error = assert_error(recommend(tenant_client), 503, "UPSTREAM_UNAVAILABLE")
+    assert "connection refused" not in error["message"]

@@ -1,0 +1,289 @@
+"""The Django admin as the tenant console."""
+
+from datetime import date
+
+import pytest
+from django.test import Client
+
+from accounts.models import User, UserSession
+from accounts.services import session_start
+from apikeys.services import api_key_create
+from tenants.models import AuditEntry, Tenant
+from tests.conftest import PASSWORD, tenant_change_form
+from tests.usage.factories import event, invoice
+from usage import events
+
+
+@pytest.fixture
+def support_console(world):
+    client = Client()
+    client.force_login(world.support)
+    return client
+
+
+def act(client, action, tenants, confirmed=True):
+    data = {"action": action, "_selected_action": [str(t.id) for t in tenants]}
+    if confirmed:
+        data["confirmed"] = "yes"
+    return client.post("/admin/tenants/tenant/", data, follow=True)
+
+
+class TestTenantList:
+    def test_it_lists_tenants_with_search_and_filters(self, console, world):
+        page = console.get("/admin/tenants/tenant/")
+        assert page.status_code == 200
+        assert b"Acme" in page.content and b"Globex" in page.content
+        searched = console.get("/admin/tenants/tenant/", {"q": "glob"}).content
+        assert b"Globex" in searched and b"acme" not in searched
+        filtered = console.get("/admin/tenants/tenant/", {"plan__exact": "pro"}).content
+        assert b"Globex" in filtered and b">Acme<" not in filtered
+        assert console.get("/admin/tenants/tenant/", {"o": "-6"}).status_code == 200  # sort by requests
+
+    def test_it_shows_users_keys_requests_and_last_activity(self, console, world):
+        api_key_create(tenant=world.tenant, name="k", permissions=["read"])
+        events.usage_rows_insert([event(world.tenant), event(world.tenant)])
+        changelist = console.get("/admin/tenants/tenant/").context["cl"]
+        acme = next(t for t in changelist.result_list if t.slug == "acme")
+        assert (acme.active_users, acme.active_keys, acme.month_requests) == (3, 1, 2)
+        assert acme.last_seen is not None
+
+    def test_the_list_costs_the_same_queries_for_3_or_30_tenants(
+        self, console, world, django_assert_max_num_queries
+    ):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as few:
+            console.get("/admin/tenants/tenant/")
+        for number in range(27):
+            tenant = Tenant.objects.create(name=f"T{number}", slug=f"t{number}")
+            User.objects.create_user(
+                email=f"u{number}@t.test", password=PASSWORD, tenant=tenant, role="admin"
+            )
+            api_key_create(tenant=tenant, name="k", permissions=["read"])
+        with django_assert_max_num_queries(len(few.captured_queries)):
+            console.get("/admin/tenants/tenant/")
+
+
+class TestTenantPage:
+    def test_it_shows_users_keys_and_limits(self, console, world):
+        api_key_create(tenant=world.tenant, name="the-key", permissions=["read"])
+        page = console.get(f"/admin/tenants/tenant/{world.tenant.id}/change/").content.decode()
+        assert "admin@acme.test" in page and "viewer@acme.test" in page
+        assert "admin@globex.test" not in page
+        assert "the-key" in page and "requests_per_minute" in page
+
+    def test_the_page_costs_the_same_queries_whatever_its_users_and_keys(
+        self, console, world, django_assert_max_num_queries
+    ):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        url = f"/admin/tenants/tenant/{world.tenant.id}/change/"
+        with CaptureQueriesContext(connection) as few:
+            console.get(url)
+        for number in range(20):
+            User.objects.create_user(
+                email=f"m{number}@acme.test", password=PASSWORD, tenant=world.tenant, role="viewer"
+            )
+            api_key_create(tenant=world.tenant, name=f"k{number}", permissions=["read"])
+        with django_assert_max_num_queries(len(few.captured_queries)):
+            console.get(url)
+
+
+class TestStatusActions:
+    @pytest.mark.parametrize(
+        ("action", "start", "end"),
+        [
+            ("suspend_tenants", "active", "suspended"),
+            ("cancel_tenants", "active", "cancelled"),
+            ("activate_tenants", "suspended", "active"),
+        ],
+    )
+    def test_they_ask_for_confirmation_then_go_through_the_services(self, console, world, action, start, end):
+        Tenant.objects.filter(pk=world.tenant.pk).update(status=start)
+        confirm = act(console, action, [world.tenant], confirmed=False)
+        assert b"Are you sure" in confirm.content
+        world.tenant.refresh_from_db()
+        assert world.tenant.status == start
+        act(console, action, [world.tenant])
+        world.tenant.refresh_from_db()
+        world.other_tenant.refresh_from_db()
+        assert world.tenant.status == end and world.other_tenant.status == "active"
+        entry = AuditEntry.objects.get(action=f"tenant.{end}")
+        assert (entry.actor, entry.source, entry.before, entry.after) == (
+            world.staff,
+            "console",
+            {"status": start},
+            {"status": end},
+        )
+
+
+class TestWorkflows:
+    def test_create_a_tenant_with_its_first_admin(self, console, world, api):
+        response = console.post(
+            "/admin/tenants/tenant/add/",
+            {
+                "name": "Initech",
+                "slug": "initech",
+                "plan": "pro",
+                "settings": "{}",
+                "admin_email": "boss@initech.test",
+                "admin_password": "Another-long-pass-1",
+            },
+        )
+        assert response.status_code == 302, response.content.decode()[:2000]
+        tenant = Tenant.objects.get(slug="initech")
+        assert tenant.plan == "pro"
+        login = api.post(
+            "/api/v1/auth/login",
+            {"email": "boss@initech.test", "password": "Another-long-pass-1"},
+            format="json",
+        )
+        assert login.json()["user"]["role"] == "admin"
+        assert AuditEntry.objects.get(action="tenant.create").after["admin_user"] == "boss@initech.test"
+
+    def test_a_weak_first_password_is_refused(self, console, world):
+        response = console.post(
+            "/admin/tenants/tenant/add/",
+            {
+                "name": "Weak",
+                "slug": "weak",
+                "plan": "starter",
+                "settings": "{}",
+                "admin_email": "a@weak.test",
+                "admin_password": "123",
+            },
+        )
+        assert response.status_code == 200 and not Tenant.objects.filter(slug="weak").exists()
+
+    def test_reset_a_password_and_force_logout(self, console, world, client_for):
+        victim = client_for(world.developer)
+        response = console.post(
+            f"/admin/accounts/user/{world.developer.id}/password/",
+            {"password1": "Reset-by-staff-42", "password2": "Reset-by-staff-42", "usable_password": "true"},
+        )
+        assert response.status_code == 302
+        assert victim.get("/api/v1/auth/me").status_code == 401
+        assert AuditEntry.objects.filter(
+            action="user.password_reset", object_id=str(world.developer.id)
+        ).exists()
+        session_start(user=world.viewer, ip=None, user_agent="")
+        console.post(
+            "/admin/accounts/user/", {"action": "force_logout", "_selected_action": [str(world.viewer.id)]}
+        )
+        assert not UserSession.objects.filter(user=world.viewer, ended_at__isnull=True).exists()
+
+    def test_change_a_plan_and_a_limit(self, console, world):
+        form = console.get(f"/admin/tenants/tenant/{world.tenant.id}/change/").context["adminform"].form
+        assert "plan" in form.fields
+        data = tenant_change_form(world.tenant, plan="enterprise", requests_per_minute=77)
+        response = console.post(f"/admin/tenants/tenant/{world.tenant.id}/change/", data)
+        assert response.status_code == 302
+        world.tenant.refresh_from_db()
+        assert world.tenant.plan == "enterprise"
+        update = AuditEntry.objects.get(action="tenant.update")
+        assert update.before["plan"] == "starter" and update.after["plan"] == "enterprise"
+        limits = AuditEntry.objects.get(action="tenant.rate_limits")
+        assert limits.after["requests_per_minute"] == 77
+
+    def test_rerun_the_invoice_job_for_a_month(self, console, world):
+        events.usage_rows_insert([event(world.tenant)])
+        from django.utils import timezone
+
+        month = timezone.now().strftime("%Y-%m")
+        assert console.get("/admin/usage/invoice/run/").status_code == 200
+        response = console.post("/admin/usage/invoice/run/", {"month": month})
+        assert response.status_code == 302
+        assert world.tenant.invoices.count() == 1
+        console.post("/admin/usage/invoice/run/", {"month": month})
+        assert world.tenant.invoices.count() == 1
+        assert AuditEntry.objects.filter(action="invoices.generate", object_id=month).count() == 2
+
+    def test_the_audit_trail_is_viewable_and_read_only(self, console, world):
+        act(console, "suspend_tenants", [world.tenant])
+        listing = console.get("/admin/tenants/auditentry/").content.decode()
+        assert "tenant.suspended" in listing and "staff@platform.test" in listing
+        entry = AuditEntry.objects.get()
+        assert console.get(f"/admin/tenants/auditentry/{entry.pk}/change/").status_code == 200
+        assert console.post(f"/admin/tenants/auditentry/{entry.pk}/delete/").status_code == 403
+        assert console.get("/admin/tenants/auditentry/add/").status_code == 403
+
+
+class TestSupportRole:
+    def test_support_may_look_and_suspend_but_not_cancel(self, support_console, world):
+        assert support_console.get("/admin/tenants/tenant/").status_code == 200
+        assert support_console.get(f"/admin/tenants/tenant/{world.tenant.id}/change/").status_code == 200
+        act(support_console, "suspend_tenants", [world.tenant])
+        world.tenant.refresh_from_db()
+        assert world.tenant.status == "suspended"
+        act(support_console, "cancel_tenants", [world.tenant])
+        world.tenant.refresh_from_db()
+        assert world.tenant.status == "suspended"  # not offered, not done
+        actions = (
+            support_console.get("/admin/tenants/tenant/").context["action_form"].fields["action"].choices
+        )
+        assert "cancel_tenants" not in dict(actions)
+
+    def test_support_cannot_change_plans_or_see_money(self, support_console, world):
+        invoice(world.tenant, total_cents=123_456)
+        page = support_console.get(f"/admin/tenants/tenant/{world.tenant.id}/change/")
+        assert "1,234.56" not in page.content.decode()
+        assert "plan" not in page.context["adminform"].form.fields  # read-only for support
+        assert "1,234.56" not in support_console.get("/admin/usage/invoice/").content.decode()
+        assert support_console.get("/admin/usage/invoice/run/").status_code == 403
+
+    def test_the_admin_api_enforces_the_same_role(self, world, client_for):
+        support = client_for(world.support)
+        url = f"/api/admin/tenants/{world.tenant.id}"
+        assert support.get(url).status_code == 200
+        assert support.patch(url, {"status": "suspended"}).json()["status"] == "suspended"
+        assert support.patch(url, {"status": "active"}).status_code == 200
+        for response in (
+            support.delete(url),
+            support.patch(url, {"status": "cancelled"}),
+            support.patch(url, {"plan": "enterprise"}),
+            support.put(
+                f"{url}/rate-limits",
+                {"requests_per_minute": 1, "requests_per_hour": 1, "requests_per_day": 1},
+            ),
+            support.post("/api/admin/tenants", {"name": "X", "slug": "x"}),
+        ):
+            assert response.status_code == 403
+            assert response.json()["error"]["code"] == "FORBIDDEN"
+        invoice(world.tenant, total_cents=999)
+        seen = support.get(f"{url}/invoices").json()
+        assert seen[0]["month"] == "2026-09" and seen[0]["total_cents"] is None
+        world.tenant.refresh_from_db()
+        assert (world.tenant.status, world.tenant.plan) == ("active", "starter")
+
+
+def test_the_dashboard_shows_the_business_at_a_glance(console, world):
+    events.usage_rows_insert([event(world.tenant), event(world.tenant), event(world.other_tenant)])
+    act(console, "suspend_tenants", [world.other_tenant])
+    page = console.get("/admin/")
+    context = page.context
+    assert context["requests_today"] == 3
+    assert {row["status"]: row["n"] for row in context["tenants_by_status"]} == {"active": 1, "suspended": 1}
+    assert [row["name"] for row in context["top_tenants"]] == ["Acme", "Globex"]
+    assert context["recent_audit"][0].action == "tenant.suspended"
+    html = page.content.decode()
+    assert "Recommender console" in html and "cdn" not in html.lower()
+
+
+def test_a_tenant_user_cannot_open_the_console(world):
+    client = Client()
+    client.force_login(world.admin)
+    response = client.get("/admin/tenants/tenant/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_the_user_pages_work(console, world):
+    assert console.get("/admin/accounts/user/").status_code == 200
+    assert console.get(f"/admin/accounts/user/{world.admin.id}/change/").status_code == 200
+    assert console.get("/admin/accounts/user/add/").status_code == 200
+
+
+def test_invoice_dates_are_months(world):
+    assert invoice(world.tenant).month == date(2026, 9, 1)

@@ -1,0 +1,53 @@
+from datetime import timedelta
+
+from django.utils import timezone
+
+from tests.usage.factories import event, invoice
+from usage import events
+from usage.models import DailyUsage
+
+
+def test_the_tenant_page_shows_usage_chart_month_totals_and_invoices(console, world):
+    today = timezone.now().date()
+    DailyUsage.objects.create(
+        tenant=world.tenant,
+        day=today - timedelta(days=3),
+        endpoint="/api/v1/probe",
+        method="GET",
+        status_class="2xx",
+        requests=40,
+        errors=0,
+    )
+    DailyUsage.objects.create(
+        tenant=world.tenant,
+        day=today - timedelta(days=45),
+        endpoint="/api/v1/probe",
+        method="GET",
+        status_class="2xx",
+        requests=999,
+        errors=0,
+    )
+    events.usage_rows_insert(
+        [event(world.tenant), event(world.tenant, status=500), event(world.other_tenant)]
+    )
+    invoice(
+        world.tenant, requests=12, included_requests=10, overage_requests=2, overage_cents=1, total_cents=4901
+    )
+    page = console.get(f"/admin/tenants/tenant/{world.tenant.id}/change/").content.decode()
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="usage-chart"' in page
+    assert f"{today:%Y-%m-%d}: 2 requests, 1 errors" in page
+    assert f"{today - timedelta(days=3):%Y-%m-%d}: 40 requests, 0 errors" in page
+    assert "999 requests" not in page  # older than the 30 days shown
+    expected = 2 + (40 if (today - timedelta(days=3)).month == today.month else 0)
+    assert f"Month to date: <strong>{expected}</strong> requests" in page
+    assert "2026-09" in page and "49.01 USD" in page
+    assert "cdn" not in page.lower()
+
+
+def test_usage_and_invoices_have_read_only_lists(console, world):
+    events.usage_rows_insert([event(world.tenant)])
+    invoice(world.tenant)
+    for model in ("usagelog", "dailyusage", "invoice"):
+        assert console.get(f"/admin/usage/{model}/").status_code == 200
+        assert console.get(f"/admin/usage/{model}/add/").status_code == 403
+    assert "49.00 USD" in console.get("/admin/usage/invoice/").content.decode()

@@ -1,0 +1,256 @@
+"""Per-tenant rate limiting: a token bucket per window (minute, hour, day), all three checked and
+taken at once. With Redis that is one Lua script, one round trip, atomic across every process;
+without it an in-process limiter does the same within one process. If Redis fails, requests pass."""
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import redis
+from django.conf import settings
+from django.http import HttpRequest
+from prometheus_client import Counter, Histogram
+
+from config.exceptions import RateLimitExceeded
+from usage.limits import WINDOWS, Limits
+
+logger = logging.getLogger(__name__)
+
+# The clock of the limiter, in seconds; tests replace it to move time without sleeping.
+clock: Callable[[], float] = time.time
+
+rate_limit_decisions_total = Counter(
+    "rate_limit_decisions_total",
+    "Requests allowed or refused by the tenant rate limiter, by plan and refusing window.",
+    ["plan", "decision", "window"],
+)
+rate_limit_errors_total = Counter(
+    "rate_limit_errors_total", "Rate-limiter failures that let the request through (fail open).", ["reason"]
+)
+rate_limit_check_seconds = Histogram(
+    "rate_limit_check_seconds",
+    "Time spent deciding a request's rate limit.",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+
+# KEYS[1]: the tenant's bucket hash. ARGV: now, then capacity and period of each window.
+# Every bucket is refilled for the time passed; the request takes one token from each bucket
+# only if every bucket has one, so a refused request takes nothing.
+BUCKETS_SCRIPT = """
+local now = tonumber(ARGV[1])
+local windows = (#ARGV - 1) / 2
+local fields = {}
+for i = 1, windows do
+  fields[#fields + 1] = 't' .. i
+  fields[#fields + 1] = 's' .. i
+end
+local state = redis.call('HMGET', KEYS[1], unpack(fields))
+local tokens = {}
+local allowed = 1
+local refused = 0
+local wait = 0
+local longest = 0
+for i = 1, windows do
+  local capacity = tonumber(ARGV[2 * i])
+  local period = tonumber(ARGV[2 * i + 1])
+  local rate = capacity / period
+  if period > longest then longest = period end
+  local t = tonumber(state[2 * i - 1])
+  local since = tonumber(state[2 * i])
+  if t == nil or since == nil then
+    t = capacity
+    since = now
+  end
+  local elapsed = now - since
+  if elapsed < 0 then elapsed = 0 end
+  t = math.min(capacity, t + elapsed * rate)
+  tokens[i] = t
+  if t < 1 then
+    allowed = 0
+    local needed = (1 - t) / rate
+    if needed > wait then
+      wait = needed
+      refused = i
+    end
+  end
+end
+local update = {}
+for i = 1, windows do
+  if allowed == 1 then tokens[i] = tokens[i] - 1 end
+  update[#update + 1] = 't' .. i
+  update[#update + 1] = string.format('%.6f', tokens[i])
+  update[#update + 1] = 's' .. i
+  update[#update + 1] = string.format('%.6f', now)
+end
+redis.call('HSET', KEYS[1], unpack(update))
+redis.call('EXPIRE', KEYS[1], math.ceil(longest) + 60)
+local result = {allowed, refused, string.format('%.6f', wait)}
+for i = 1, windows do result[#result + 1] = string.format('%.6f', tokens[i]) end
+return result
+"""
+
+
+@dataclass(frozen=True)
+class WindowState:
+    name: str
+    limit: int
+    period: int
+    remaining: float
+
+    @property
+    def reset_seconds(self) -> int:
+        """Seconds until the bucket is full again."""
+        return max(0, math.ceil((self.limit - self.remaining) * self.period / self.limit))
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    windows: tuple[WindowState, ...]
+    refused_window: str | None = None
+    retry_after: float = 0.0
+
+    @property
+    def tightest(self) -> WindowState:
+        return min(self.windows, key=lambda window: (window.remaining / window.limit, window.period))
+
+    def headers(self) -> dict[str, str]:
+        tight = self.tightest
+        headers = {
+            "X-RateLimit-Limit": str(tight.limit),
+            "X-RateLimit-Remaining": str(int(tight.remaining)),
+            "X-RateLimit-Reset": str(tight.reset_seconds),
+            "RateLimit-Policy": ", ".join(f'"{w.name}";q={w.limit};w={w.period}' for w in self.windows),
+            "RateLimit": ", ".join(
+                f'"{w.name}";r={int(w.remaining)};t={w.reset_seconds}' for w in self.windows
+            ),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return headers
+
+
+def _windows(limits: Limits) -> list[tuple[str, int, int]]:
+    return [(name, getattr(limits, field), period) for name, field, period in WINDOWS]
+
+
+def _decision(
+    windows: list[tuple[str, int, int]], allowed: bool, refused: int, wait: float, tokens: list[float]
+) -> Decision:
+    states = tuple(
+        WindowState(name=name, limit=limit, period=period, remaining=max(0.0, remaining))
+        for (name, limit, period), remaining in zip(windows, tokens, strict=True)
+    )
+    return Decision(
+        allowed=allowed,
+        windows=states,
+        refused_window=windows[refused - 1][0] if not allowed and refused else None,
+        retry_after=wait,
+    )
+
+
+class RedisLimiter:
+    def __init__(self, url: str, timeout: float) -> None:
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
+        )
+        self.script = self.client.register_script(BUCKETS_SCRIPT)
+
+    def take(self, tenant_id: str, limits: Limits) -> Decision:
+        windows = _windows(limits)
+        args: list[float | int] = [clock()]
+        for _, limit, period in windows:
+            args += [limit, period]
+        # The braces are a hash tag: on Redis Cluster all of a tenant's state lives in one slot.
+        result = self.script(keys=[f"ratelimit:{{{tenant_id}}}"], args=args)
+        allowed, refused, wait, *tokens = result
+        return _decision(windows, bool(int(allowed)), int(refused), float(wait), [float(t) for t in tokens])
+
+
+class LocalLimiter:
+    """The same buckets in this process's memory, for the embedded set-up without Redis."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.buckets: dict[str, list[tuple[float, float]]] = {}
+
+    def take(self, tenant_id: str, limits: Limits) -> Decision:
+        windows = _windows(limits)
+        now = clock()
+        with self.lock:
+            state = self.buckets.get(tenant_id) or [(float(limit), now) for _, limit, _ in windows]
+            tokens, refused, wait = [], 0, 0.0
+            for index, ((_, limit, period), (held, since)) in enumerate(
+                zip(windows, state, strict=True), start=1
+            ):
+                rate = limit / period
+                current = min(float(limit), held + max(0.0, now - since) * rate)
+                tokens.append(current)
+                if current < 1 and (1 - current) / rate > wait:
+                    wait, refused = (1 - current) / rate, index
+            allowed = refused == 0
+            if allowed:
+                tokens = [t - 1 for t in tokens]
+            self.buckets[tenant_id] = [(t, now) for t in tokens]
+        return _decision(windows, allowed, refused, wait, tokens)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.buckets.clear()
+
+
+@cache
+def limiter() -> RedisLimiter | LocalLimiter:
+    if settings.RATE_LIMIT_REDIS_URL:
+        return RedisLimiter(settings.RATE_LIMIT_REDIS_URL, settings.RATE_LIMIT_REDIS_TIMEOUT)
+    return LocalLimiter()
+
+
+# After a Redis failure, skip Redis for a moment rather than pay its timeout on every request.
+_open_until = 0.0
+BACKOFF_SECONDS = 1.0
+
+
+def rate_limit_take(*, tenant_id: str, plan: str, limits: Limits) -> Decision | None:
+    """Takes one request from the tenant's buckets. None means the limiter failed and the request passes."""
+    global _open_until
+    if time.monotonic() < _open_until:
+        rate_limit_errors_total.labels("backoff").inc()
+        return None
+    started = time.perf_counter()
+    try:
+        decision = limiter().take(tenant_id, limits)
+    except redis.RedisError as exc:
+        _open_until = time.monotonic() + BACKOFF_SECONDS
+        reason = "timeout" if isinstance(exc, redis.TimeoutError) else "unavailable"
+        rate_limit_errors_total.labels(reason).inc()
+        logger.warning("Rate limiter unavailable (%s); request let through", exc.__class__.__name__)
+        return None
+    finally:
+        rate_limit_check_seconds.observe(time.perf_counter() - started)
+    rate_limit_decisions_total.labels(
+        plan, "allowed" if decision.allowed else "refused", decision.refused_window or "all"
+    ).inc()
+    return decision
+
+
+def rate_limit_request(request: HttpRequest, *, tenant_id: str, plan: str, limits: Limits) -> None:
+    """Counts the request against its tenant; raises 429 when a window is empty.
+    The decision stays on the request so the answer can carry the rate-limit headers."""
+    if not settings.RATE_LIMIT_ENABLED:
+        return
+    decision = rate_limit_take(tenant_id=tenant_id, plan=plan, limits=limits)
+    request.rate_limit = decision  # type: ignore[attr-defined]
+    if decision is not None and not decision.allowed:
+        refused = next(window for window in decision.windows if window.name == decision.refused_window)
+        retry_after = max(1, math.ceil(decision.retry_after))
+        raise RateLimitExceeded(
+            wait=decision.retry_after,
+            detail=f"Rate limit of {refused.limit} requests per {refused.name} exceeded; "
+            f"retry in {retry_after} s.",
+            details={"window": refused.name, "limit": refused.limit, "retry_after": retry_after},
+        )

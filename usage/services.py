@@ -1,0 +1,451 @@
+"""Everything that writes rate limits, usage rows, rollups and invoices."""
+
+import json
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import redis
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Aggregate, Case, Count, FloatField, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Coalesce, TruncDay, TruncHour
+from django.utils import timezone
+from prometheus_client import Counter, Gauge, Histogram
+
+from apikeys.models import ApiKey
+from apikeys.services import api_keys_cache_invalidate
+from tenants.audit import audit_record, snapshot
+from tenants.models import Tenant
+from usage.events import (
+    BUFFER_KEY,
+    COLUMNS,
+    INFLIGHT_INDEX_KEY,
+    INFLIGHT_PREFIX,
+    buffer_client,
+    usage_rows_insert,
+)
+from usage.limits import WINDOWS, Limits, tenant_rate_limits
+from usage.models import DailyUsage, Invoice, RateLimit, UsageLog
+
+logger = logging.getLogger(__name__)
+
+usage_flushed_total = Counter(
+    "usage_events_flushed_total", "Usage events moved from the buffer into usage_logs."
+)
+usage_duplicates_total = Counter(
+    "usage_events_deduplicated_total", "Buffered usage events already stored (a batch delivered again)."
+)
+usage_rejected_total = Counter(
+    "usage_events_rejected_total", "Buffered usage events that could not be stored, by reason.", ["reason"]
+)
+usage_flush_seconds = Histogram("usage_flush_seconds", "Time of one flush of the usage buffer.")
+usage_buffer_length = Gauge(
+    "usage_buffer_length",
+    "Usage events waiting in the buffer after the last flush.",
+    multiprocess_mode="mostrecent",
+)
+
+
+def rate_limits_set(
+    *, tenant: Tenant, actor: object = None, source: str = "api", **values: int | None
+) -> Limits:
+    """Sets the tenant's own limits: each window given is set (None: back to the plan's default), the
+    others stay. The next request sees them: JWTs read them with the tenant, and the cached API keys
+    of the tenant are dropped here."""
+    fields = {field for _, field, _ in WINDOWS}
+    unknown = set(values) - fields
+    if unknown:
+        raise TypeError(f"Unknown rate-limit fields: {sorted(unknown)}")
+    names = tuple(field for _, field, _ in WINDOWS)
+    with transaction.atomic():
+        row, _ = RateLimit.objects.get_or_create(tenant=tenant)
+        before = snapshot(row, names)
+        for field, value in values.items():
+            setattr(row, field, value)
+        row.save()
+        if actor is not None:
+            audit_record(
+                actor=actor,
+                action="tenant.rate_limits",
+                obj=tenant,
+                source=source,
+                before=before,
+                after=snapshot(row, names),
+            )
+    tenant.rate_limit = row
+    api_keys_cache_invalidate(tenant=tenant)
+    return tenant_rate_limits(tenant)
+
+
+# --- Usage: from the Redis buffer to usage_logs -----------------------------------------------------
+
+# Takes up to ARGV[1] events off the buffer and parks them, atomically, in an in-flight list of
+# their own registered (with the time) in the in-flight index. Until that batch is stored and
+# acknowledged it stays there, so a worker killed at any point loses nothing: the next flush
+# stores it again, and the unique event id keeps it from being counted twice.
+TAKE_BATCH_LUA = """
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #items == 0 then return {} end
+redis.call('LTRIM', KEYS[1], #items, -1)
+redis.call('RPUSH', KEYS[2], unpack(items))
+redis.call('ZADD', KEYS[3], ARGV[2], KEYS[2])
+return items
+"""
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    taken: int
+    inserted: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.taken - self.inserted
+
+
+def _parse(items: list[bytes]) -> list[dict]:
+    """The events of a batch that can be stored. One that cannot (unreadable, or of a tenant deleted
+    since) is logged and skipped: it must not hold back the events behind it."""
+    events = []
+    for item in items:
+        try:
+            event = json.loads(item)
+            if not isinstance(event, dict) or not set(COLUMNS) <= set(event):
+                raise ValueError("missing fields")
+            events.append(event)
+        except ValueError:
+            usage_rejected_total.labels("unreadable").inc()
+            logger.error("Skipped an unreadable usage event: %.200r", item)
+    tenants = {
+        str(pk)
+        for pk in Tenant.objects.filter(id__in={e["tenant_id"] for e in events}).values_list("id", flat=True)
+    }
+    wanted_keys = {e["api_key_id"] for e in events if e["api_key_id"]}
+    keys = (
+        {str(pk) for pk in ApiKey.objects.filter(id__in=wanted_keys).values_list("id", flat=True)}
+        if wanted_keys
+        else set()
+    )
+    kept = []
+    for event in events:
+        if event["tenant_id"] not in tenants:
+            usage_rejected_total.labels("tenant_deleted").inc()
+            continue
+        if event["api_key_id"] and event["api_key_id"] not in keys:
+            event["api_key_id"] = None
+        kept.append(event)
+    return kept
+
+
+def _store(items: list[bytes]) -> int:
+    events = _parse(items)
+    with transaction.atomic():
+        return usage_rows_insert(events)
+
+
+def _acknowledge(client: redis.Redis, batch_key: str) -> None:
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(batch_key)
+    pipe.zrem(INFLIGHT_INDEX_KEY, batch_key)
+    pipe.execute()
+
+
+def _inflight_store(client: redis.Redis, horizon: float | str) -> tuple[int, int]:
+    """Stores again the batches taken before `horizon` and not yet acknowledged: (taken, inserted)."""
+    taken = inserted = 0
+    for raw_key in client.zrangebyscore(INFLIGHT_INDEX_KEY, "-inf", horizon):
+        batch_key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+        items: list[bytes] = client.lrange(batch_key, 0, -1)  # type: ignore[assignment]
+        taken += len(items)
+        inserted += _store(items)
+        _acknowledge(client, batch_key)
+    return taken, inserted
+
+
+def usage_flush(
+    *, batch_size: int | None = None, max_batches: int = 500, recover_all: bool = False
+) -> FlushResult:
+    """Moves buffered events into usage_logs. First it stores again any batch left in flight by a
+    worker that died (older than the visibility timeout, or all of them with `recover_all`).
+
+    With `recover_all` it also stores, at the end, the batches other workers took meanwhile: a batch
+    leaves the in-flight index only after its rows are committed, so when this returns every event
+    buffered before the call is in the table."""
+    batch_size = batch_size or settings.USAGE_FLUSH_BATCH_SIZE
+    client = buffer_client()
+    if client is None:
+        return FlushResult(0, 0)
+    started = time.perf_counter()
+    horizon = "+inf" if recover_all else time.time() - settings.USAGE_INFLIGHT_TIMEOUT_SECONDS
+    taken, inserted = _inflight_store(client, horizon)
+    take = client.register_script(TAKE_BATCH_LUA)
+    for _ in range(max_batches):
+        batch_key = f"{INFLIGHT_PREFIX}{uuid.uuid4().hex}"
+        items = take(keys=[BUFFER_KEY, batch_key, INFLIGHT_INDEX_KEY], args=[batch_size, time.time()])
+        if not items:
+            break
+        taken += len(items)
+        inserted += _store(items)
+        _acknowledge(client, batch_key)
+    if recover_all:
+        late_taken, late_inserted = _inflight_store(client, horizon)
+        taken, inserted = taken + late_taken, inserted + late_inserted
+    result = FlushResult(taken, inserted)
+    usage_flushed_total.inc(result.inserted)
+    usage_duplicates_total.inc(result.duplicates)
+    usage_flush_seconds.observe(time.perf_counter() - started)
+    usage_buffer_length.set(client.llen(BUFFER_KEY))
+    return result
+
+
+def usage_pending_flush() -> None:
+    """Before usage is read: everything buffered or in flight is stored first."""
+    try:
+        usage_flush(recover_all=True)
+    except redis.RedisError:
+        logger.warning("Usage buffer unavailable while reading usage; answering from the database only")
+
+
+# --- Reading usage ----------------------------------------------------------------------------------
+
+
+class Percentile(Aggregate):
+    """PostgreSQL's percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression: str, fraction: float) -> None:
+        super().__init__(expression, fraction=float(fraction))
+
+
+def _percentile(sorted_values: list[float], fraction: float) -> float:
+    """Linear interpolation between closest ranks, as PostgreSQL's percentile_cont."""
+    if not sorted_values:
+        return 0.0
+    position = (len(sorted_values) - 1) * fraction
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def _by_endpoint(rows: QuerySet) -> list[dict]:
+    error_filter = Q(status_code__gte=400) & ~Q(status_code=429)
+    groups = (
+        rows.values("endpoint", "method")
+        .annotate(requests=Count("id"), errors=Count("id", filter=error_filter))
+        .order_by("-requests", "endpoint", "method")
+    )
+    if connection.vendor == "postgresql":
+        groups = groups.annotate(
+            p50_ms=Percentile("latency_ms", fraction=0.5), p95_ms=Percentile("latency_ms", fraction=0.95)
+        )
+        return [
+            {**group, "p50_ms": round(group["p50_ms"], 3), "p95_ms": round(group["p95_ms"], 3)}
+            for group in groups
+        ]
+    latencies: dict[tuple[str, str], list[float]] = {}
+    for endpoint, method, latency in rows.values_list("endpoint", "method", "latency_ms"):
+        latencies.setdefault((endpoint, method), []).append(latency)
+    result = []
+    for group in groups:
+        values = sorted(latencies.get((group["endpoint"], group["method"]), []))
+        result.append(
+            {
+                **group,
+                "p50_ms": round(_percentile(values, 0.5), 3),
+                "p95_ms": round(_percentile(values, 0.95), 3),
+            }
+        )
+    return result
+
+
+def _buckets(start: datetime, end: datetime, granularity: str) -> list[datetime]:
+    step = timedelta(hours=1) if granularity == "hour" else timedelta(days=1)
+    first = start.replace(minute=0, second=0, microsecond=0)
+    if granularity == "day":
+        first = first.replace(hour=0)
+    buckets = []
+    moment = first
+    while moment < end:
+        buckets.append(moment)
+        moment += step
+    return buckets
+
+
+def usage_summary(*, tenant_id: str, start: datetime, end: datetime, granularity: str) -> dict:
+    """GET /api/v1/usage: totals, per route pattern (with latency percentiles) and a series."""
+    usage_pending_flush()
+    rows = UsageLog.objects.filter(tenant_id=tenant_id, timestamp__gte=start, timestamp__lt=end)
+    totals = rows.aggregate(
+        requests=Count("id"),
+        errors=Count("id", filter=Q(status_code__gte=400) & ~Q(status_code=429)),
+        rate_limited=Count("id", filter=Q(status_code=429)),
+    )
+    truncate = TruncHour if granularity == "hour" else TruncDay
+    counted: dict[datetime, dict[str, int]] = {
+        row["bucket"]: row  # type: ignore[misc]
+        for row in rows.annotate(bucket=truncate("timestamp", tzinfo=UTC))
+        .values("bucket")
+        .annotate(
+            requests=Count("id"), errors=Count("id", filter=Q(status_code__gte=400) & ~Q(status_code=429))
+        )
+        .order_by("bucket")
+    }
+    series = [
+        {
+            "bucket": bucket,
+            "requests": counted.get(bucket, {}).get("requests", 0),
+            "errors": counted.get(bucket, {}).get("errors", 0),
+        }
+        for bucket in _buckets(start, end, granularity)
+    ]
+    return {
+        "period": {"start": start, "end": end},
+        "totals": totals,
+        "by_endpoint": _by_endpoint(rows),
+        "series": series,
+    }
+
+
+# --- Rollups, invoices, partitions ------------------------------------------------------------------
+
+
+def usage_rollup(*, day: date) -> int:
+    """Rolls one UTC day of raw rows up into DailyUsage, replacing what was there: run it twice, same
+    result. A day whose raw rows are past retention is left as it is."""
+    if day < raw_retention_cutoff().date():
+        return 0
+    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    rows = UsageLog.objects.filter(timestamp__gte=start, timestamp__lt=start + timedelta(days=1))
+    status_class = Case(
+        When(status_code__lt=300, then=Value("2xx")),
+        When(status_code__lt=400, then=Value("3xx")),
+        When(status_code__lt=500, then=Value("4xx")),
+        default=Value("5xx"),
+    )
+    groups = (
+        rows.annotate(status_class=status_class)
+        .values("tenant_id", "endpoint", "method", "status_class")
+        .annotate(
+            requests=Count("id"),
+            errors=Count("id", filter=Q(status_code__gte=400) & ~Q(status_code=429)),
+            rate_limited=Count("id", filter=Q(status_code=429)),
+            latency_ms_sum=Sum("latency_ms"),
+        )
+        .order_by()
+    )
+    with transaction.atomic():
+        DailyUsage.objects.filter(day=day).delete()
+        DailyUsage.objects.bulk_create(DailyUsage(day=day, **group) for group in groups)
+    return DailyUsage.objects.filter(day=day).count()
+
+
+def month_start(moment: date) -> date:
+    return moment.replace(day=1)
+
+
+def next_month(first: date) -> date:
+    return (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def invoice_generate(*, tenant: Tenant, month: date) -> Invoice:
+    """The tenant's invoice for the month from its daily rollups; re-running replaces it in place."""
+    first = month_start(month)
+    days = DailyUsage.objects.filter(tenant=tenant, day__gte=first, day__lt=next_month(first))
+    figures = days.aggregate(
+        answered=Coalesce(Sum("requests"), 0),
+        refused=Coalesce(Sum("rate_limited"), 0),
+        failed=Coalesce(Sum("requests", filter=Q(status_class="5xx")), 0),
+    )
+    billable = figures["answered"] - figures["refused"] - figures["failed"]
+    price = settings.PLAN_PRICES.get(tenant.plan) or settings.PLAN_PRICES["starter"]
+    overage = max(0, billable - price["included_requests"])
+    overage_cents = (overage * price["overage_per_1000_cents"] + 999) // 1000
+    invoice, _ = Invoice.objects.update_or_create(
+        tenant=tenant,
+        month=first,
+        defaults={
+            "plan": tenant.plan,
+            "requests": billable,
+            "included_requests": price["included_requests"],
+            "overage_requests": overage,
+            "base_cents": price["base_cents"],
+            "overage_cents": overage_cents,
+            "total_cents": price["base_cents"] + overage_cents,
+        },
+    )
+    return invoice
+
+
+def invoices_generate(*, month: date) -> int:
+    """Rolls the month up (the days still in raw retention), then invoices every tenant that was not
+    already cancelled before it began and had usage or is still on the books."""
+    first = month_start(month)
+    day = first
+    while day < min(next_month(first), timezone.now().date() + timedelta(days=1)):
+        usage_rollup(day=day)
+        day += timedelta(days=1)
+    began = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
+    tenants = Tenant.objects.exclude(status=Tenant.Status.CANCELLED, updated_at__lt=began)
+    count = 0
+    for tenant in tenants:
+        invoice_generate(tenant=tenant, month=first)
+        count += 1
+    return count
+
+
+def raw_retention_cutoff() -> datetime:
+    return timezone.now() - timedelta(days=settings.USAGE_RAW_RETENTION_DAYS)
+
+
+def usage_partitions_ensure(*, months_ahead: int = 2) -> list[str]:
+    """Creates the monthly partitions of usage_logs from this month to `months_ahead` on (PostgreSQL)."""
+    if connection.vendor != "postgresql":
+        return []
+    created = []
+    first = month_start(timezone.now().date())
+    with connection.cursor() as cursor:
+        for _ in range(months_ahead + 1):
+            name = f"usage_logs_p{first:%Y_%m}"
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF usage_logs "
+                f"FOR VALUES FROM ('{first:%Y-%m-%d}') TO ('{next_month(first):%Y-%m-%d}')"
+            )
+            created.append(name)
+            first = next_month(first)
+    return created
+
+
+def usage_partitions_prune() -> list[str]:
+    """Drops raw usage older than the retention period, whole partitions at a time on PostgreSQL,
+    after rolling their days up once more."""
+    cutoff = raw_retention_cutoff()
+    if connection.vendor != "postgresql":
+        UsageLog.objects.filter(timestamp__lt=cutoff).delete()
+        return []
+    dropped = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT child.relname FROM pg_inherits "
+            "JOIN pg_class parent ON parent.oid = pg_inherits.inhparent "
+            "JOIN pg_class child ON child.oid = pg_inherits.inhrelid "
+            "WHERE parent.relname = 'usage_logs'"
+        )
+        names = [row[0] for row in cursor.fetchall()]
+    for name in sorted(names):
+        if not name.startswith("usage_logs_p"):
+            continue
+        first = datetime.strptime(name.removeprefix("usage_logs_p"), "%Y_%m").date()
+        if datetime.combine(next_month(first), datetime.min.time(), tzinfo=UTC) > cutoff:
+            continue
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE usage_logs DETACH PARTITION {name}")
+            cursor.execute(f"DROP TABLE {name}")
+        dropped.append(name)
+    return dropped

@@ -1,0 +1,32 @@
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+from usage import services
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def usage_flush() -> int:
+    """Moves buffered usage events into usage_logs (beat: every few seconds)."""
+    return services.usage_flush().inserted
+
+
+@shared_task(ignore_result=True)
+def usage_rollup_recent() -> None:
+    """Rolls up yesterday (late events included) and today so far."""
+    today = timezone.now().date()
+    for day in (today - timedelta(days=1), today):
+        services.usage_rollup(day=day)
+
+
+@shared_task(ignore_result=True)
+def usage_partitions_maintain() -> None:
+    services.usage_partitions_ensure()
+    services.usage_partitions_prune()
+
+
+@shared_task(ignore_result=True)
+def invoices_generate_previous_month() -> int:
+    first_of_this_month = timezone.now().date().replace(day=1)
+    return services.invoices_generate(month=first_of_this_month - timedelta(days=1))
