@@ -50,6 +50,7 @@ for i = 1, windows do
 end
 local state = redis.call('HMGET', KEYS[1], unpack(fields))
 local tokens = {}
+local now_of = {}
 local allowed = 1
 local refused = 0
 local wait = 0
@@ -65,9 +66,10 @@ for i = 1, windows do
     t = capacity
     since = now
   end
-  local elapsed = now - since
-  if elapsed < 0 then elapsed = 0 end
-  t = math.min(capacity, t + elapsed * rate)
+  -- A process whose clock reading is older than the bucket's refills nothing and does not move the
+  -- bucket back in time (else the next caller would be credited the same seconds again).
+  if since > now then now_of[i] = since else now_of[i] = now end
+  t = math.min(capacity, t + (now_of[i] - since) * rate)
   tokens[i] = t
   if t < 1 then
     allowed = 0
@@ -84,7 +86,7 @@ for i = 1, windows do
   update[#update + 1] = 't' .. i
   update[#update + 1] = string.format('%.6f', tokens[i])
   update[#update + 1] = 's' .. i
-  update[#update + 1] = string.format('%.6f', now)
+  update[#update + 1] = string.format('%.6f', now_of[i])
 end
 redis.call('HSET', KEYS[1], unpack(update))
 redis.call('EXPIRE', KEYS[1], math.ceil(longest) + 60)
@@ -183,19 +185,21 @@ class LocalLimiter:
         now = clock()
         with self.lock:
             state = self.buckets.get(tenant_id) or [(float(limit), now) for _, limit, _ in windows]
-            tokens, refused, wait = [], 0, 0.0
+            tokens, stamps, refused, wait = [], [], 0, 0.0
             for index, ((_, limit, period), (held, since)) in enumerate(
                 zip(windows, state, strict=True), start=1
             ):
                 rate = limit / period
-                current = min(float(limit), held + max(0.0, now - since) * rate)
+                stamp = max(now, since)
+                current = min(float(limit), held + (stamp - since) * rate)
                 tokens.append(current)
+                stamps.append(stamp)
                 if current < 1 and (1 - current) / rate > wait:
                     wait, refused = (1 - current) / rate, index
             allowed = refused == 0
             if allowed:
                 tokens = [t - 1 for t in tokens]
-            self.buckets[tenant_id] = [(t, now) for t in tokens]
+            self.buckets[tenant_id] = list(zip(tokens, stamps, strict=True))
         return _decision(windows, allowed, refused, wait, tokens)
 
     def reset(self) -> None:

@@ -88,6 +88,16 @@ class TestCounting:
         assert response.status_code == 200
         assert response["X-RateLimit-Remaining"] == "5"
 
+    def test_a_late_clock_reading_neither_refills_nor_rewinds_the_bucket(
+        self, world, key_client, probe, clock, limiter_kind
+    ):
+        limit(world, minute=60)  # one token a second
+        assert key_client.get(probe)["X-RateLimit-Remaining"] == "59"
+        clock.advance(-1)  # another process read the clock a second earlier and arrives second
+        assert key_client.get(probe)["X-RateLimit-Remaining"] == "58"
+        clock.advance(1)  # back to the bucket's time: the second is not credited again
+        assert key_client.get(probe)["X-RateLimit-Remaining"] == "57"
+
     def test_jwt_requests_count_against_the_same_tenant(
         self, world, client_for, key_client, probe, clock, limiter_kind
     ):
