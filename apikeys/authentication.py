@@ -13,9 +13,9 @@ from rest_framework.request import Request
 from accounts.authentication import JWT_MARK
 from accounts.services import tenant_access_check
 from apikeys.models import KEY_PREFIX, key_digest
-from apikeys.services import CachedKey, api_key_lookup
+from apikeys.services import CachedKey, api_key_forget, api_key_lookup, api_key_refresh, api_key_resolve
 from apikeys.tasks import api_key_touch
-from usage.ratelimit import rate_limit_request
+from usage.ratelimit import StaleGeneration, rate_limit_request
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,33 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not raw.startswith(KEY_PREFIX) or len(raw) > MAX_KEY_LENGTH:
             raise exceptions.AuthenticationFailed(INVALID_KEY)
         digest = key_digest(raw)
-        entry = api_key_lookup(digest=digest)
+        remembered, generation = api_key_resolve(digest=digest)
+        entry = self._admit(request, remembered, digest)
+        try:
+            confirmed = rate_limit_request(
+                request._request,
+                tenant_id=entry.tenant_id,
+                plan=entry.tenant_plan,
+                limits=entry.limits,
+                generation=generation,
+            )
+        except StaleGeneration:
+            entry = self._admit(request, api_key_refresh(digest=digest)[0], digest)
+            rate_limit_request(
+                request._request, tenant_id=entry.tenant_id, plan=entry.tenant_plan, limits=entry.limits
+            )
+        else:
+            if generation is not None and not confirmed:
+                # Redis did not answer, so nothing vouches for the remembered key: read it afresh.
+                api_key_forget(digest=digest)
+                entry = self._admit(request, api_key_lookup(digest=digest), digest)
+        _touch(entry)
+        return ApiKeyUser(entry), entry
+
+    @staticmethod
+    def _admit(request: Request, entry: CachedKey | None, digest: str) -> CachedKey:
+        """Refuses an unknown or unusable key, and a suspended or cancelled tenant's; else puts the key on
+        the request."""
         if entry is None or not hmac.compare_digest(entry.key_hash, digest):
             raise exceptions.AuthenticationFailed(INVALID_KEY)
         if not entry.is_usable(timezone.now()):
@@ -84,11 +110,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         request._request.tenant = entry.tenant()
         request._request.api_key = entry
         tenant_access_check(request._request.tenant)
-        rate_limit_request(
-            request._request, tenant_id=entry.tenant_id, plan=entry.tenant_plan, limits=entry.limits
-        )
-        _touch(entry)
-        return ApiKeyUser(entry), entry
+        return entry
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

@@ -1,6 +1,7 @@
 """Everything that writes API keys, and the cached view of a key that authentication reads."""
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,6 +15,7 @@ from config.exceptions import Conflict
 from tenants.audit import audit_record, snapshot
 from tenants.models import Tenant
 from usage.limits import Limits, tenant_rate_limits
+from usage.ratelimit import tenant_generation, tenant_generations_bump
 
 # Explicit invalidation keeps the cache right; the TTL only bounds what a lost invalidation
 # (the cache unreachable at that moment) could leave behind.
@@ -85,13 +87,61 @@ def api_key_lookup(*, digest: str) -> CachedKey | None:
     return entry
 
 
+# Per process, with Redis: the keys used recently, each with its tenant's credentials generation at
+# the time it was read. The rate-limit script confirms that generation in the round trip every request
+# makes anyway, so a remembered key costs no lookup and is never used after an invalidation; the TTL
+# bounds what a lost invalidation (Redis unreachable at that moment) could leave behind.
+_remembered: dict[str, tuple[CachedKey, str, float]] = {}
+REMEMBERED_MAX = 10_000
+
+
+def api_key_resolve(*, digest: str) -> tuple[CachedKey | None, str | None]:
+    """The key with this digest and the generation to confirm it with (None: nothing to confirm)."""
+    remembered = _remembered.get(digest)
+    if remembered is not None and remembered[2] > time.monotonic():
+        return remembered[0], remembered[1]
+    return api_key_refresh(digest=digest)
+
+
+def api_key_refresh(*, digest: str) -> tuple[CachedKey | None, str | None]:
+    """Reads the key afresh and remembers it under its tenant's current generation."""
+    _remembered.pop(digest, None)
+    entry = api_key_lookup(digest=digest)
+    if entry is None:
+        return None, None
+    generation = tenant_generation(entry.tenant_id)
+    if generation is None:
+        return entry, None
+    # Read again now that the generation is known: a change that landed in between has replaced
+    # the generation too, so what is remembered is never older than the generation it is kept under.
+    entry = api_key_lookup(digest=digest)
+    if entry is None:
+        return None, None
+    if entry.status != ApiKey.Status.ACTIVE or entry.tenant_status != Tenant.Status.ACTIVE:
+        # Only keys that may be admitted are remembered: a refusal is always read afresh, so that
+        # undoing it (reactivating the tenant) is seen at once too.
+        return entry, None
+    if len(_remembered) >= REMEMBERED_MAX:
+        _remembered.clear()
+    _remembered[digest] = (entry, generation, time.monotonic() + CACHE_TTL_SECONDS)
+    return entry, generation
+
+
+def api_key_forget(*, digest: str) -> None:
+    _remembered.pop(digest, None)
+
+
 def api_keys_cache_invalidate(*, tenant: Tenant | None = None, keys: list[ApiKey] | None = None) -> None:
-    """Drops cached keys from the shared cache, so every server process sees the change next request."""
+    """Drops cached keys from the shared cache and renews their tenants' credentials generation, so
+    every server process sees the change on its next request."""
     hashes = [key.key_hash for key in keys or []]
+    tenant_ids = {str(key.tenant_id) for key in keys or []}
     if tenant is not None:
         hashes += list(ApiKey.objects.filter(tenant=tenant).values_list("key_hash", flat=True))
+        tenant_ids.add(str(tenant.id))
     if hashes:
         cache.delete_many([cache_key(digest) for digest in hashes])
+    tenant_generations_bump(tenant_ids)
 
 
 KEY_FIELDS = ("name", "prefix", "permissions", "status", "expires_at", "revokes_at")

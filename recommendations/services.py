@@ -1,11 +1,15 @@
 """Everything that writes the catalog and interactions, trains the engine, and answers with it."""
 
+import json
 import logging
+from datetime import UTC, datetime
+from functools import cache as memoized
+from typing import Any, NamedTuple
 
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework import exceptions
 
@@ -22,6 +26,67 @@ logger = logging.getLogger(__name__)
 # An engine answer longer than this is read no further (a hostile or broken engine costs us little).
 MAX_REMOTE_ANSWERS = 1000
 ITEM_FIELDS = ("title", "description", "categories", "metadata", "embedding", "is_active")
+
+
+class ItemRow(NamedTuple):
+    """The columns of an item that API.md shows, read without building a model instance."""
+
+    external_id: str
+    title: str
+    description: str
+    categories: list[str]
+    metadata: dict
+    embedding: list[float] | None
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@memoized
+def _item_read_sql() -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(name) for name in ItemRow._fields)  # the fields are named as the columns
+    # Table and column names are the model's; the values are parameters.
+    return (
+        f"SELECT {columns} FROM {quote(Item._meta.db_table)} "  # nosec B608
+        f"WHERE {quote('tenant_id')} = %s AND {quote('external_id')} = %s"
+    )
+
+
+def _json(value: Any) -> Any:
+    """JSON as the backends hand it over raw: text (Django's PostgreSQL set-up, SQLite), or parsed."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _moment(value: datetime | str) -> datetime:
+    """SQLite hands datetimes over as naive UTC text."""
+    if isinstance(value, datetime):
+        return value
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def item_read(*, tenant_id: str, item_id: str) -> ItemRow | None:
+    """One item of the tenant by its own id, in one query that skips the ORM's query compiler (this is
+    the catalog's hot read: it costs a third of `Item.objects.get`)."""
+    with connection.cursor() as cursor:
+        tenant = Tenant._meta.pk.get_db_prep_value(tenant_id, connection)
+        cursor.execute(_item_read_sql(), [tenant, item_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    external_id, title, description, categories, metadata, embedding, is_active, created, updated = row
+    return ItemRow(
+        external_id=external_id,
+        title=title,
+        description=description,
+        categories=_json(categories),
+        metadata=_json(metadata),
+        embedding=_json(embedding),
+        is_active=bool(is_active),
+        created_at=_moment(created),
+        updated_at=_moment(updated),
+    )
 
 
 def _content(values: dict) -> bytes:

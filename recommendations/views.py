@@ -44,7 +44,7 @@ def _validated(serializer_class: type, data: object, batch_field: str | None = N
     raise exceptions.ValidationError(errors)
 
 
-def item_payload(item: Item) -> dict:
+def item_payload(item: Item | services.ItemRow) -> dict:
     """ItemSerializer's shape, built directly: this is the hot path of catalog reads."""
     return {
         "id": item.external_id,
@@ -91,7 +91,10 @@ class ItemViewSet(TenantScopedViewSet):
 
     @extend_schema(responses={200: ItemSerializer})
     def retrieve(self, request: Request, item_id: str) -> Response:
-        return Response(item_payload(self.get_object()))
+        item = services.item_read(tenant_id=request.tenant.id, item_id=item_id)
+        if item is None:
+            raise exceptions.NotFound("Not found.")
+        return Response(item_payload(item))
 
     @extend_schema(request=ItemBatchSerializer, responses={200: UpsertResultSerializer})
     def create(self, request: Request) -> Response:

@@ -6,6 +6,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -17,6 +18,8 @@ from prometheus_client import Counter, Histogram
 
 from config.exceptions import RateLimitExceeded
 from usage.limits import WINDOWS, Limits
+
+LONGEST_PERIOD = max(period for _, _, period in WINDOWS)
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +40,20 @@ rate_limit_check_seconds = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
 )
 
-# KEYS[1]: the tenant's bucket hash. ARGV: now, then capacity and period of each window.
+# KEYS[1]: the tenant's bucket hash. ARGV: now, the credentials generation the caller expects ('' for
+# none), then capacity and period of each window.
+# The hash also holds the tenant's credentials generation (field g), replaced whenever a key or the
+# tenant changes: a process that remembers a key confirms it here, in the same round trip, and a
+# mismatch answers {-1} before any token is taken.
 # Every bucket is refilled for the time passed; the request takes one token from each bucket
 # only if every bucket has one, so a refused request takes nothing.
 BUCKETS_SCRIPT = """
 local now = tonumber(ARGV[1])
-local windows = (#ARGV - 1) / 2
+if ARGV[2] ~= '' and (redis.call('HGET', KEYS[1], 'g') or '-') ~= ARGV[2] then
+  return {-1}
+end
+local windows = (#ARGV - 2) / 2
+if windows == 0 then return {1, 0, '0'} end
 local fields = {}
 for i = 1, windows do
   fields[#fields + 1] = 't' .. i
@@ -56,8 +67,8 @@ local refused = 0
 local wait = 0
 local longest = 0
 for i = 1, windows do
-  local capacity = tonumber(ARGV[2 * i])
-  local period = tonumber(ARGV[2 * i + 1])
+  local capacity = tonumber(ARGV[2 * i + 1])
+  local period = tonumber(ARGV[2 * i + 2])
   local rate = capacity / period
   if period > longest then longest = period end
   local t = tonumber(state[2 * i - 1])
@@ -155,6 +166,19 @@ def _decision(
     )
 
 
+class StaleGeneration(Exception):
+    """The credentials generation a process remembered is no longer the tenant's: nothing was taken."""
+
+
+NO_GENERATION = "-"
+GENERATION_FIELD = "g"
+
+
+def bucket_key(tenant_id: str) -> str:
+    # The braces are a hash tag: on Redis Cluster all of a tenant's state lives in one slot.
+    return f"ratelimit:{{{tenant_id}}}"
+
+
 class RedisLimiter:
     def __init__(self, url: str, timeout: float) -> None:
         self.client = redis.Redis.from_url(
@@ -162,15 +186,27 @@ class RedisLimiter:
         )
         self.script = self.client.register_script(BUCKETS_SCRIPT)
 
-    def take(self, tenant_id: str, limits: Limits) -> Decision:
-        windows = _windows(limits)
-        args: list[float | int] = [clock()]
+    def take(self, tenant_id: str, limits: Limits | None, generation: str | None = None) -> Decision:
+        windows = _windows(limits) if limits is not None else []
+        args: list[float | int | str] = [clock(), generation or ""]
         for _, limit, period in windows:
             args += [limit, period]
-        # The braces are a hash tag: on Redis Cluster all of a tenant's state lives in one slot.
-        result = self.script(keys=[f"ratelimit:{{{tenant_id}}}"], args=args)
+        result = self.script(keys=[bucket_key(tenant_id)], args=args)
+        if int(result[0]) == -1:
+            raise StaleGeneration()
         allowed, refused, wait, *tokens = result
         return _decision(windows, bool(int(allowed)), int(refused), float(wait), [float(t) for t in tokens])
+
+    def generation(self, tenant_id: str) -> str:
+        value = self.client.hget(bucket_key(tenant_id), GENERATION_FIELD)
+        return value.decode() if isinstance(value, bytes) else NO_GENERATION
+
+    def generations_bump(self, tenant_ids: set[str]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for tenant_id in tenant_ids:
+            pipe.hset(bucket_key(tenant_id), GENERATION_FIELD, uuid.uuid4().hex)
+            pipe.expire(bucket_key(tenant_id), LONGEST_PERIOD + 60)
+        pipe.execute()
 
 
 class LocalLimiter:
@@ -180,7 +216,10 @@ class LocalLimiter:
         self.lock = threading.Lock()
         self.buckets: dict[str, list[tuple[float, float]]] = {}
 
-    def take(self, tenant_id: str, limits: Limits) -> Decision:
+    def take(self, tenant_id: str, limits: Limits | None, generation: str | None = None) -> Decision:
+        """`generation` is ignored: without a shared store no process remembers keys (see apikeys)."""
+        if limits is None:
+            return _decision([], True, 0, 0.0, [])
         windows = _windows(limits)
         now = clock()
         with self.lock:
@@ -219,15 +258,18 @@ _open_until = 0.0
 BACKOFF_SECONDS = 1.0
 
 
-def rate_limit_take(*, tenant_id: str, plan: str, limits: Limits) -> Decision | None:
-    """Takes one request from the tenant's buckets. None means the limiter failed and the request passes."""
+def rate_limit_take(
+    *, tenant_id: str, plan: str, limits: Limits | None, generation: str | None = None
+) -> Decision | None:
+    """Takes one request from the tenant's buckets (none with `limits` None: only the generation is
+    confirmed). None means the limiter failed and the request passes."""
     global _open_until
     if time.monotonic() < _open_until:
         rate_limit_errors_total.labels("backoff").inc()
         return None
     started = time.perf_counter()
     try:
-        decision = limiter().take(tenant_id, limits)
+        decision = limiter().take(tenant_id, limits, generation)
     except redis.RedisError as exc:
         _open_until = time.monotonic() + BACKOFF_SECONDS
         reason = "timeout" if isinstance(exc, redis.TimeoutError) else "unavailable"
@@ -236,19 +278,29 @@ def rate_limit_take(*, tenant_id: str, plan: str, limits: Limits) -> Decision | 
         return None
     finally:
         rate_limit_check_seconds.observe(time.perf_counter() - started)
-    rate_limit_decisions_total.labels(
-        plan, "allowed" if decision.allowed else "refused", decision.refused_window or "all"
-    ).inc()
+    if limits is not None:
+        rate_limit_decisions_total.labels(
+            plan, "allowed" if decision.allowed else "refused", decision.refused_window or "all"
+        ).inc()
     return decision
 
 
-def rate_limit_request(request: HttpRequest, *, tenant_id: str, plan: str, limits: Limits) -> None:
+def rate_limit_request(
+    request: HttpRequest, *, tenant_id: str, plan: str, limits: Limits, generation: str | None = None
+) -> bool:
     """Counts the request against its tenant; raises 429 when a window is empty.
-    The decision stays on the request so the answer can carry the rate-limit headers."""
-    if not settings.RATE_LIMIT_ENABLED:
-        return
-    decision = rate_limit_take(tenant_id=tenant_id, plan=plan, limits=limits)
-    request.rate_limit = decision  # type: ignore[attr-defined]
+    The decision stays on the request so the answer can carry the rate-limit headers.
+
+    With `generation` (that of a key this process remembers) the same round trip confirms that the
+    tenant's credentials have not changed since: StaleGeneration if they have, and nothing is taken.
+    Returns whether that generation was confirmed."""
+    enabled = settings.RATE_LIMIT_ENABLED
+    if not enabled and generation is None:
+        return False
+    decision = rate_limit_take(
+        tenant_id=tenant_id, plan=plan, limits=limits if enabled else None, generation=generation
+    )
+    request.rate_limit = decision if enabled else None  # type: ignore[attr-defined]
     if decision is not None and not decision.allowed:
         refused = next(window for window in decision.windows if window.name == decision.refused_window)
         retry_after = max(1, math.ceil(decision.retry_after))
@@ -258,3 +310,28 @@ def rate_limit_request(request: HttpRequest, *, tenant_id: str, plan: str, limit
             f"retry in {retry_after} s.",
             details={"window": refused.name, "limit": refused.limit, "retry_after": retry_after},
         )
+    return decision is not None and generation is not None
+
+
+def tenant_generation(tenant_id: str) -> str | None:
+    """The tenant's current credentials generation; None where there is none to confirm against
+    (no Redis, or Redis not answering)."""
+    current = limiter()
+    if not isinstance(current, RedisLimiter) or time.monotonic() < _open_until:
+        return None
+    try:
+        return current.generation(tenant_id)
+    except redis.RedisError:
+        return None
+
+
+def tenant_generations_bump(tenant_ids: set[str]) -> None:
+    """A new credentials generation for these tenants: every process drops the keys it remembers."""
+    current = limiter()
+    if not tenant_ids or not isinstance(current, RedisLimiter):
+        return
+    try:
+        current.generations_bump(tenant_ids)
+    except redis.RedisError as exc:
+        # As with the shared cache: what a process remembers expires by itself (apikeys.services).
+        logger.warning("Could not renew the credentials generation (%s)", exc.__class__.__name__)

@@ -3,12 +3,15 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+import redis
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apikeys.models import ApiKey
+from apikeys.services import api_key_revoke
 from tenants.models import AuditEntry
 from tests.conftest import assert_error
+from usage import ratelimit
 from usage.events import buffer_client
 
 URL = "/api/v1/api-keys"
@@ -245,6 +248,54 @@ class TestAuthentication:
         assert client.get(probe).status_code == 200
         with django_assert_num_queries(0):  # key from the cache, limits and usage in Redis
             assert client.get(probe).status_code == 200
+
+    @pytest.mark.redis
+    def test_a_remembered_key_costs_one_redis_call_for_key_and_limits(
+        self, world, make_key, probe, private_redis, settings
+    ):
+        settings.RATE_LIMIT_REDIS_URL = settings.USAGE_BUFFER_REDIS_URL = private_redis.url
+        ratelimit.limiter.cache_clear()
+        buffer_client.cache_clear()
+        _, secret = make_key()
+        client = key_client(secret)
+        assert client.get(probe).status_code == 200
+        server = redis.Redis.from_url(private_redis.url)
+        server.config_resetstat()
+        try:
+            for _ in range(3):
+                assert client.get(probe).status_code == 200
+            calls = {
+                name.removeprefix("cmdstat_"): stats["calls"]
+                for name, stats in server.info("commandstats").items()
+                if name not in ("cmdstat_info", "cmdstat_config|resetstat")
+            }
+            # Per request, two calls: the limiter's script, which also confirms the remembered key,
+            # and the usage event. The rest of the statistics are the script's own commands.
+            assert calls.pop("evalsha") == 3 and calls.pop("rpush") == 3
+            assert set(calls) == {"hget", "hmget", "hset", "expire"}
+            api_key = ApiKey.objects.get(tenant=world.tenant)
+            api_key_revoke(api_key=api_key, actor=None)
+            assert_error(client.get(probe), 401, "AUTHENTICATION_FAILED")
+        finally:
+            ratelimit.limiter.cache_clear()
+            buffer_client.cache_clear()
+
+    @pytest.mark.redis
+    def test_a_remembered_key_is_read_afresh_when_the_limiter_cannot_confirm_it(
+        self, world, make_key, probe, private_redis, settings
+    ):
+        settings.RATE_LIMIT_REDIS_URL = private_redis.url
+        settings.RATE_LIMIT_REDIS_TIMEOUT = 0.2
+        ratelimit.limiter.cache_clear()
+        api_key, secret = make_key()
+        client = key_client(secret)
+        try:
+            assert client.get(probe).status_code == 200  # remembered, confirmed by the limiter
+            private_redis.stop()
+            api_key_revoke(api_key=api_key, actor=None)  # the new generation cannot be written
+            assert_error(client.get(probe), 401, "AUTHENTICATION_FAILED")
+        finally:
+            ratelimit.limiter.cache_clear()
 
     def test_without_redis_the_only_query_is_the_usage_row(
         self, world, make_key, probe, settings, django_assert_num_queries
