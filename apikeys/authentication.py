@@ -105,9 +105,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(INVALID_KEY)
         if not entry.is_usable(timezone.now()):
             # A known tenant's revoked or expired key: refused, and metered as such.
-            request._request.tenant = entry.tenant()
+            request._request.tenant = entry.tenant
             raise exceptions.AuthenticationFailed(INVALID_KEY)
-        request._request.tenant = entry.tenant()
+        request._request.tenant = entry.tenant
         request._request.api_key = entry
         tenant_access_check(request._request.tenant)
         return entry

@@ -4,6 +4,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from django.core.cache import cache
 from django.db import transaction
@@ -46,8 +47,10 @@ class CachedKey:
             and (self.revokes_at is None or self.revokes_at > at)
         )
 
+    @cached_property
     def tenant(self) -> Tenant:
-        """An unsaved Tenant built from the cache, so the hot path needs no query."""
+        """An unsaved Tenant built from the cache, so the hot path needs no query; built once per
+        entry, as the entry is remembered across requests (read it, never change it)."""
         return Tenant(
             id=self.tenant_id,
             name=self.tenant_name,

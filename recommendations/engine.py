@@ -7,17 +7,18 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from functools import cache as memoized
 
 import numpy as np
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from scipy import sparse
 
 from recommendations import vectors
 from recommendations.models import EngineState, Interaction, Item
 from recommendations.training import CollaborativeModel, interaction_weight
+from tenants.models import Tenant
 
 HISTORY_LENGTH = 200
 # Weight of an interaction relative to the one after it: tastes drift, the last few count most.
@@ -71,6 +72,10 @@ class TenantIndex:
     warm: np.ndarray
     position_of_pk: dict[int, int]
     position_of_id: dict[str, int]
+    # Derived from the model once per build rather than on every request.
+    content_weight: np.ndarray
+    popularity_boost: np.ndarray
+    popular_first: np.ndarray
     _category_masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -129,6 +134,9 @@ def _catalog(tenant_id: str, version: tuple[int, int]) -> TenantIndex:
     for position, row in enumerate(rows):
         content[position] = vectors.from_bytes(row[6])
     created = np.array([row[5].timestamp() for row in rows], dtype=np.float64)
+    content_weight, popularity_boost, popular_first = _model_derived(
+        np.zeros(size, dtype=np.float32), np.zeros(size, dtype=bool)
+    )
     return TenantIndex(
         version=version,
         pks=np.fromiter((row[0] for row in rows), dtype=np.int64, count=size),
@@ -143,6 +151,19 @@ def _catalog(tenant_id: str, version: tuple[int, int]) -> TenantIndex:
         warm=np.zeros(size, dtype=bool),
         position_of_pk={row[0]: position for position, row in enumerate(rows)},
         position_of_id={row[1]: position for position, row in enumerate(rows)},
+        content_weight=content_weight,
+        popularity_boost=popularity_boost,
+        popular_first=popular_first,
+    )
+
+
+def _model_derived(popularity: np.ndarray, warm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(content weight, popularity boost, popular items best first): what scoring needs of a model."""
+    popular = np.flatnonzero(popularity > 0)
+    return (
+        np.where(warm, CONTENT_WEIGHT_WARM, CONTENT_WEIGHT_COLD).astype(np.float32),
+        np.power(POPULARITY_FLOOR + popularity, POPULARITY_EXPONENT).astype(np.float32),
+        popular[np.argsort(-popularity[popular], kind="stable")],
     )
 
 
@@ -168,12 +189,17 @@ def _with_model(index: TenantIndex, tenant_id: str, version: tuple[int, int]) ->
         )
         popularity[mapping[known]] = model.popularity[known]
         counts[mapping[known]] = model.interaction_counts[known]
+    warm = counts >= WARM_INTERACTIONS
+    content_weight, popularity_boost, popular_first = _model_derived(popularity, warm)
     return replace(
         index,
         version=version,
         neighbours=neighbours,
         popularity=popularity,
-        warm=counts >= WARM_INTERACTIONS,
+        warm=warm,
+        content_weight=content_weight,
+        popularity_boost=popularity_boost,
+        popular_first=popular_first,
         _category_masks=index._category_masks,
     )
 
@@ -214,13 +240,24 @@ def index_for(tenant_id: str) -> TenantIndex:
     return index
 
 
-def user_history(tenant_id: str, user_id: str) -> list[tuple[int, str, float | None, datetime]]:
-    """The user's most recent interactions, newest first: (item pk, type, value, time)."""
-    return list(
-        Interaction.objects.filter(tenant_id=tenant_id, user_id=user_id)
-        .order_by("-timestamp")
-        .values_list("item_id", "type", "value", "timestamp")[:HISTORY_LENGTH]
+@memoized
+def _history_sql() -> str:
+    quote = connection.ops.quote_name
+    # Names are the model's; the values are parameters. The (tenant, user, -timestamp) index serves it.
+    return (
+        f"SELECT {quote('item_id')}, {quote('type')}, {quote('value')} "  # nosec B608
+        f"FROM {quote(Interaction._meta.db_table)} WHERE {quote('tenant_id')} = %s "
+        f"AND {quote('user_id')} = %s ORDER BY {quote('timestamp')} DESC LIMIT {HISTORY_LENGTH}"
     )
+
+
+def user_history(tenant_id: str, user_id: str) -> list[tuple[int, str, float | None]]:
+    """The user's most recent interactions, newest first: (item pk, type, value). One query written
+    out rather than compiled by the ORM on every recommendation."""
+    tenant = Tenant._meta.pk.get_db_prep_value(tenant_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_history_sql(), [tenant, user_id])
+        return cursor.fetchall()
 
 
 def seen_mask(index: TenantIndex, tenant_id: str, user_id: str, history: list[tuple]) -> np.ndarray:
@@ -244,7 +281,7 @@ def seen_mask(index: TenantIndex, tenant_id: str, user_id: str, history: list[tu
 def _profile(index: TenantIndex, history: list[tuple]) -> np.ndarray:
     """Weights of the items in the user's history: by interaction type, and by recency (rank)."""
     weights = np.zeros(index.size, dtype=np.float32)
-    for rank, (pk, kind, value, _) in enumerate(history):
+    for rank, (pk, kind, value) in enumerate(history):
         position = index.position_of_pk.get(pk)
         if position is not None:
             weights[position] += interaction_weight(kind, value) * RECENCY_DECAY**rank
@@ -278,8 +315,8 @@ def _personal_scores(index: TenantIndex, profile: np.ndarray) -> np.ndarray:
     taste = profile[touched] @ index.content[touched]
     norm = float(np.linalg.norm(taste))
     content = index.content @ (taste / norm) if norm > 0 else np.zeros(index.size, dtype=np.float32)
-    content = np.clip(content, 0, None) * np.where(index.warm, CONTENT_WEIGHT_WARM, CONTENT_WEIGHT_COLD)
-    return (collaborative + content) * np.power(POPULARITY_FLOOR + index.popularity, POPULARITY_EXPONENT)
+    content = np.clip(content, 0, None) * index.content_weight
+    return (collaborative + content) * index.popularity_boost
 
 
 def _take(order: np.ndarray, mask: np.ndarray, limit: int) -> list[int]:
@@ -295,10 +332,9 @@ def rank_fill(
     remaining = mask.copy()
     remaining[chosen] = False
     if len(chosen) < count:
-        popular = np.flatnonzero(remaining & (index.popularity > 0))
-        popular = popular[np.argsort(-index.popularity[popular], kind="stable")][: count - len(chosen)]
-        if len(popular):
-            chosen += [int(position) for position in popular]
+        popular = _take(index.popular_first, remaining, count - len(chosen))
+        if popular:
+            chosen += popular
             remaining[popular] = False
             used.append("popular")
     if len(chosen) < count:
