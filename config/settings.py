@@ -201,7 +201,7 @@ USAGE_BUFFER_REDIS_TIMEOUT = env.float("USAGE_BUFFER_REDIS_TIMEOUT", default=0.1
 # A batch taken by a worker that has not been stored after this long is stored again by the next flush.
 USAGE_INFLIGHT_TIMEOUT_SECONDS = env.int("USAGE_INFLIGHT_TIMEOUT_SECONDS", default=60)
 USAGE_RAW_RETENTION_DAYS = env.int("USAGE_RAW_RETENTION_DAYS", default=90)
-USAGE_FLUSH_BATCH_SIZE = env.int("USAGE_FLUSH_BATCH_SIZE", default=2000)
+USAGE_FLUSH_BATCH_SIZE = env.int("USAGE_FLUSH_BATCH_SIZE", default=5000)
 # The plan catalogue of the billing job: a monthly price, requests included, then a price per 1,000.
 PLAN_PRICES = {
     "starter": {"base_cents": 4_900, "included_requests": 1_000_000, "overage_per_1000_cents": 10},

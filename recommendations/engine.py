@@ -57,6 +57,18 @@ class Query:
     exclude_seen: bool = True
 
 
+@dataclass(frozen=True)
+class Derived:
+    """What scoring needs of a model, computed when the index is built rather than on every request."""
+
+    popularity_boost: np.ndarray
+    popular_first: np.ndarray
+    # The items whose content vector counts (a zero weight skips the item's row of the product).
+    content_rows: np.ndarray
+    content_weights: np.ndarray
+    content_matrix: np.ndarray
+
+
 @dataclass
 class TenantIndex:
     version: tuple[int, int]
@@ -72,10 +84,7 @@ class TenantIndex:
     warm: np.ndarray
     position_of_pk: dict[int, int]
     position_of_id: dict[str, int]
-    # Derived from the model once per build rather than on every request.
-    content_weight: np.ndarray
-    popularity_boost: np.ndarray
-    popular_first: np.ndarray
+    derived: Derived
     _category_masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -134,9 +143,6 @@ def _catalog(tenant_id: str, version: tuple[int, int]) -> TenantIndex:
     for position, row in enumerate(rows):
         content[position] = vectors.from_bytes(row[6])
     created = np.array([row[5].timestamp() for row in rows], dtype=np.float64)
-    content_weight, popularity_boost, popular_first = _model_derived(
-        np.zeros(size, dtype=np.float32), np.zeros(size, dtype=bool)
-    )
     return TenantIndex(
         version=version,
         pks=np.fromiter((row[0] for row in rows), dtype=np.int64, count=size),
@@ -151,19 +157,20 @@ def _catalog(tenant_id: str, version: tuple[int, int]) -> TenantIndex:
         warm=np.zeros(size, dtype=bool),
         position_of_pk={row[0]: position for position, row in enumerate(rows)},
         position_of_id={row[1]: position for position, row in enumerate(rows)},
-        content_weight=content_weight,
-        popularity_boost=popularity_boost,
-        popular_first=popular_first,
+        derived=_derived(content, np.zeros(size, dtype=np.float32), np.zeros(size, dtype=bool)),
     )
 
 
-def _model_derived(popularity: np.ndarray, warm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(content weight, popularity boost, popular items best first): what scoring needs of a model."""
+def _derived(content: np.ndarray, popularity: np.ndarray, warm: np.ndarray) -> Derived:
     popular = np.flatnonzero(popularity > 0)
-    return (
-        np.where(warm, CONTENT_WEIGHT_WARM, CONTENT_WEIGHT_COLD).astype(np.float32),
-        np.power(POPULARITY_FLOOR + popularity, POPULARITY_EXPONENT).astype(np.float32),
-        popular[np.argsort(-popularity[popular], kind="stable")],
+    weights = np.where(warm, CONTENT_WEIGHT_WARM, CONTENT_WEIGHT_COLD).astype(np.float32)
+    rows = np.flatnonzero(weights > 0)
+    return Derived(
+        popularity_boost=np.power(POPULARITY_FLOOR + popularity, POPULARITY_EXPONENT).astype(np.float32),
+        popular_first=popular[np.argsort(-popularity[popular], kind="stable")],
+        content_rows=rows,
+        content_weights=weights[rows],
+        content_matrix=np.ascontiguousarray(content[rows]),
     )
 
 
@@ -190,16 +197,13 @@ def _with_model(index: TenantIndex, tenant_id: str, version: tuple[int, int]) ->
         popularity[mapping[known]] = model.popularity[known]
         counts[mapping[known]] = model.interaction_counts[known]
     warm = counts >= WARM_INTERACTIONS
-    content_weight, popularity_boost, popular_first = _model_derived(popularity, warm)
     return replace(
         index,
         version=version,
         neighbours=neighbours,
         popularity=popularity,
         warm=warm,
-        content_weight=content_weight,
-        popularity_boost=popularity_boost,
-        popular_first=popular_first,
+        derived=_derived(index.content, popularity, warm),
         _category_masks=index._category_masks,
     )
 
@@ -314,9 +318,11 @@ def _personal_scores(index: TenantIndex, profile: np.ndarray) -> np.ndarray:
         collaborative = collaborative / top
     taste = profile[touched] @ index.content[touched]
     norm = float(np.linalg.norm(taste))
-    content = index.content @ (taste / norm) if norm > 0 else np.zeros(index.size, dtype=np.float32)
-    content = np.clip(content, 0, None) * index.content_weight
-    return (collaborative + content) * index.popularity_boost
+    derived = index.derived
+    if norm > 0 and len(derived.content_rows):
+        similarity = derived.content_matrix @ (taste / norm)
+        collaborative[derived.content_rows] += np.clip(similarity, 0, None) * derived.content_weights
+    return collaborative * derived.popularity_boost
 
 
 def _take(order: np.ndarray, mask: np.ndarray, limit: int) -> list[int]:
@@ -332,7 +338,7 @@ def rank_fill(
     remaining = mask.copy()
     remaining[chosen] = False
     if len(chosen) < count:
-        popular = _take(index.popular_first, remaining, count - len(chosen))
+        popular = _take(index.derived.popular_first, remaining, count - len(chosen))
         if popular:
             chosen += popular
             remaining[popular] = False

@@ -91,7 +91,10 @@ TAKE_BATCH_LUA = """
 local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 if #items == 0 then return {} end
 redis.call('LTRIM', KEYS[1], #items, -1)
-redis.call('RPUSH', KEYS[2], unpack(items))
+-- RPUSH in slices: unpack() of a whole large batch would overflow Lua's stack.
+for i = 1, #items, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
+end
 redis.call('ZADD', KEYS[3], ARGV[2], KEYS[2])
 return items
 """

@@ -52,6 +52,15 @@ class TestBuffer:
         assert UsageLog.objects.count() == 5
         assert buffer.zcard(events.INFLIGHT_INDEX_KEY) == 0
 
+    def test_a_batch_larger_than_the_lua_stack_is_taken_whole(self, world, buffer):
+        pipe = buffer.pipeline(transaction=False)
+        for _ in range(9000):
+            pipe.rpush(events.BUFFER_KEY, json.dumps(event(world.tenant)))
+        pipe.execute()
+        result = services.usage_flush(batch_size=9000, max_batches=1)
+        assert (result.taken, result.inserted) == (9000, 9000)
+        assert UsageLog.objects.count() == 9000 and buffer.llen(events.BUFFER_KEY) == 0
+
     def test_a_batch_stored_but_not_acknowledged_is_not_counted_twice(self, world, buffer, settings):
         for _ in range(4):
             events.usage_event_record(event(world.tenant))
