@@ -60,17 +60,23 @@ class CachedKey:
         )
 
 
+UNKNOWN_KEY = "unknown"
+
+
 def cache_key(digest: str) -> str:
     return f"apikey:{digest}"
 
 
 def api_key_lookup(*, digest: str) -> CachedKey | None:
-    """The key with this digest, from the shared cache, else from the database (then cached)."""
+    """The key with this digest, from the shared cache, else from the database (then cached).
+    An unknown digest is cached too: key rows are never deleted and a new key's digest has never
+    been asked for, so the answer cannot change, and guessing keys costs no query."""
     entry = cache.get(cache_key(digest))
     if entry is not None:
-        return entry
+        return None if entry == UNKNOWN_KEY else entry
     row = ApiKey.objects.select_related("tenant", "tenant__rate_limit").filter(key_hash=digest).first()
     if row is None:
+        cache.set(cache_key(digest), UNKNOWN_KEY, CACHE_TTL_SECONDS)
         return None
     entry = CachedKey(
         id=str(row.id),

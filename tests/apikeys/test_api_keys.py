@@ -297,6 +297,16 @@ class TestAuthentication:
         finally:
             ratelimit.limiter.cache_clear()
 
+    def test_guessing_keys_costs_one_query_per_guess_at_most(
+        self, world, make_key, probe, django_assert_num_queries
+    ):
+        guess = key_client("rk_" + "x" * 43)
+        assert_error(guess.get(probe), 401, "AUTHENTICATION_FAILED")
+        with django_assert_num_queries(0):
+            assert_error(guess.get(probe), 401, "AUTHENTICATION_FAILED")
+        _, secret = make_key()  # a key created after guesses is known at once
+        assert key_client(secret).get(probe).status_code == 200
+
     def test_without_redis_the_only_query_is_the_usage_row(
         self, world, make_key, probe, settings, django_assert_num_queries
     ):
