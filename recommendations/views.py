@@ -111,13 +111,14 @@ class ItemViewSet(TenantScopedViewSet):
             items = _in_category(items, query["category"])
         if "cursor" in query:
             items = items.filter(id__gt=int(query["cursor"]))
-        page = list(items[: query["limit"] + 1])
+        # Rows, not model instances: a page is built straight from the columns API.md shows.
+        page = list(items.values_list("id", *services.ItemRow._fields)[: query["limit"] + 1])
         more = len(page) > query["limit"]
         page = page[: query["limit"]]
         return Response(
             {
-                "results": [item_payload(item) for item in page],
-                "next_cursor": _encode_cursor(page[-1].id) if more else None,
+                "results": [item_payload(services.ItemRow(*row[1:])) for row in page],
+                "next_cursor": _encode_cursor(page[-1][0]) if more else None,
             }
         )
 
