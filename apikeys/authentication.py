@@ -101,6 +101,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     def _admit(request: Request, entry: CachedKey | None, digest: str) -> CachedKey:
         """Refuses an unknown or unusable key, and a suspended or cancelled tenant's; else puts the key on
         the request."""
+        request._request.api_key = None  # a refusal after a stale remembered key carries no key
         if entry is None or not hmac.compare_digest(entry.key_hash, digest):
             raise exceptions.AuthenticationFailed(INVALID_KEY)
         if not entry.is_usable(timezone.now()):

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -142,7 +142,14 @@ def api_key_forget(*, digest: str) -> None:
 
 def api_keys_cache_invalidate(*, tenant: Tenant | None = None, keys: list[ApiKey] | None = None) -> None:
     """Drops cached keys from the shared cache and renews their tenants' credentials generation, so
-    every server process sees the change on its next request."""
+    every server process sees the change on its next request. Inside a transaction this is done again
+    once it has committed: a process that read the old row in between forgets it then."""
+    _invalidate(tenant, keys)
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: _invalidate(tenant, keys))
+
+
+def _invalidate(tenant: Tenant | None, keys: list[ApiKey] | None) -> None:
     hashes = [key.key_hash for key in keys or []]
     tenant_ids = {str(key.tenant_id) for key in keys or []}
     if tenant is not None:

@@ -163,14 +163,15 @@ def _catalog(tenant_id: str, version: tuple[int, int]) -> TenantIndex:
 
 def _derived(content: np.ndarray, popularity: np.ndarray, warm: np.ndarray) -> Derived:
     popular = np.flatnonzero(popularity > 0)
-    weights = np.where(warm, CONTENT_WEIGHT_WARM, CONTENT_WEIGHT_COLD).astype(np.float32)
+    weights = np.where(warm, CONTENT_WEIGHT_WARM, CONTENT_WEIGHT_COLD)
     rows = np.flatnonzero(weights > 0)
     return Derived(
         popularity_boost=np.power(POPULARITY_FLOOR + popularity, POPULARITY_EXPONENT).astype(np.float32),
         popular_first=popular[np.argsort(-popularity[popular], kind="stable")],
         content_rows=rows,
         content_weights=weights[rows],
-        content_matrix=np.ascontiguousarray(content[rows]),
+        # Without a model every row counts: the catalog's own matrix, not a copy of it.
+        content_matrix=content if len(rows) == len(content) else content[rows],
     )
 
 
@@ -319,10 +320,11 @@ def _personal_scores(index: TenantIndex, profile: np.ndarray) -> np.ndarray:
     taste = profile[touched] @ index.content[touched]
     norm = float(np.linalg.norm(taste))
     derived = index.derived
+    scores = collaborative.astype(np.float64)
     if norm > 0 and len(derived.content_rows):
         similarity = derived.content_matrix @ (taste / norm)
-        collaborative[derived.content_rows] += np.clip(similarity, 0, None) * derived.content_weights
-    return collaborative * derived.popularity_boost
+        scores[derived.content_rows] += np.clip(similarity, 0, None) * derived.content_weights
+    return scores * derived.popularity_boost
 
 
 def _take(order: np.ndarray, mask: np.ndarray, limit: int) -> list[int]:

@@ -59,10 +59,8 @@ def _json(value: Any) -> Any:
 
 
 def _moment(value: datetime | str) -> datetime:
-    """SQLite hands datetimes over as naive UTC text."""
-    if isinstance(value, datetime):
-        return value
-    moment = datetime.fromisoformat(value)
+    """SQLite hands datetimes over as naive UTC (text, or datetimes through Django's converters)."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

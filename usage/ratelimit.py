@@ -49,7 +49,7 @@ rate_limit_check_seconds = Histogram(
 # only if every bucket has one, so a refused request takes nothing.
 BUCKETS_SCRIPT = """
 local now = tonumber(ARGV[1])
-if ARGV[2] ~= '' and (redis.call('HGET', KEYS[1], 'g') or '-') ~= ARGV[2] then
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'g') ~= ARGV[2] then
   return {-1}
 end
 local windows = (#ARGV - 2) / 2
@@ -170,7 +170,6 @@ class StaleGeneration(Exception):
     """The credentials generation a process remembered is no longer the tenant's: nothing was taken."""
 
 
-NO_GENERATION = "-"
 GENERATION_FIELD = "g"
 
 
@@ -198,8 +197,14 @@ class RedisLimiter:
         return _decision(windows, bool(int(allowed)), int(refused), float(wait), [float(t) for t in tokens])
 
     def generation(self, tenant_id: str) -> str:
-        value = self.client.hget(bucket_key(tenant_id), GENERATION_FIELD)
-        return value.decode() if isinstance(value, bytes) else NO_GENERATION
+        """The tenant's generation, created if it has none (a hash that expired or was deleted), so
+        that entries remembered under a generation that vanished can never match again."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hsetnx(bucket_key(tenant_id), GENERATION_FIELD, uuid.uuid4().hex)
+        pipe.hget(bucket_key(tenant_id), GENERATION_FIELD)
+        pipe.expire(bucket_key(tenant_id), LONGEST_PERIOD + 60)
+        value = pipe.execute()[1]
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     def generations_bump(self, tenant_ids: set[str]) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -316,12 +321,14 @@ def rate_limit_request(
 def tenant_generation(tenant_id: str) -> str | None:
     """The tenant's current credentials generation; None where there is none to confirm against
     (no Redis, or Redis not answering)."""
+    global _open_until
     current = limiter()
     if not isinstance(current, RedisLimiter) or time.monotonic() < _open_until:
         return None
     try:
         return current.generation(tenant_id)
     except redis.RedisError:
+        _open_until = time.monotonic() + BACKOFF_SECONDS
         return None
 
 

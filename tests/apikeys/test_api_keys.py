@@ -4,11 +4,13 @@ from unittest import mock
 
 import pytest
 import redis
+from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apikeys.models import ApiKey
-from apikeys.services import api_key_revoke
+from apikeys.services import api_key_revoke, api_keys_cache_invalidate, cache_key
 from tenants.models import AuditEntry
 from tests.conftest import assert_error
 from usage import ratelimit
@@ -296,6 +298,32 @@ class TestAuthentication:
             assert_error(client.get(probe), 401, "AUTHENTICATION_FAILED")
         finally:
             ratelimit.limiter.cache_clear()
+
+    @pytest.mark.redis
+    def test_a_key_remembered_under_a_generation_that_vanished_is_read_afresh(self, world, make_key, probe):
+        api_key, secret = make_key()
+        client = key_client(secret)
+        assert client.get(probe).status_code == 200
+        buckets = ratelimit.limiter().client
+        assert buckets.hget(ratelimit.bucket_key(str(world.tenant.id)), "g") is not None
+        # Revoked behind the services' back, then the tenant's hash lost (evicted, failed over).
+        ApiKey.objects.filter(pk=api_key.pk).update(status=ApiKey.Status.REVOKED)
+        cache.delete(cache_key(api_key.key_hash))
+        buckets.delete(ratelimit.bucket_key(str(world.tenant.id)))
+        assert_error(client.get(probe), 401, "AUTHENTICATION_FAILED")
+
+    @pytest.mark.redis
+    def test_an_invalidation_inside_a_transaction_is_done_again_after_commit(
+        self, world, make_key, django_capture_on_commit_callbacks
+    ):
+        api_key, _ = make_key()
+        tenant_id = str(world.tenant.id)
+        with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+            api_keys_cache_invalidate(keys=[api_key])
+            during = ratelimit.tenant_generation(tenant_id)
+        assert len(callbacks) == 1
+        callbacks[0]()
+        assert ratelimit.tenant_generation(tenant_id) not in (None, during)
 
     def test_guessing_keys_costs_one_query_per_guess_at_most(
         self, world, make_key, probe, django_assert_num_queries
