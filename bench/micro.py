@@ -30,6 +30,13 @@ def main() -> None:
     tenant_id, users = sys.argv[1], int(sys.argv[2])
     limits = Limits(10**9, 10**9, 10**9)
     ratelimit.limiter().take(tenant_id, limits)
+    # The floor of any Redis call on this machine, for scale: a bare PING on the limiter's connection.
+    client = ratelimit.limiter().client  # type: ignore[union-attr]
+    pings = []
+    for _ in range(3000):
+        started = time.perf_counter()
+        client.ping()
+        pings.append(time.perf_counter() - started)
     limiter = []
     for _ in range(3000):
         started = time.perf_counter()
@@ -90,6 +97,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "redis_ping_median_us": _median_us(pings),
                 "limiter_median_us": _median_us(limiter),
                 "limiter_p95_us": round(sorted(limiter)[int(len(limiter) * 0.95)] * 1e6, 1),
                 "usage_record_median_us": _median_us(recording),

@@ -351,7 +351,8 @@ def write_markdown(report: dict) -> None:
         "Parts of the hot path, measured in-process against the same services:",
         "",
         f"- rate limiter (one Lua call, one Redis round trip): median {micro['limiter_median_us']} µs, "
-        f"p95 {micro['limiter_p95_us']} µs",
+        f"p95 {micro['limiter_p95_us']} µs; a bare Redis `PING` on the same connection: median "
+        f"{micro.get('redis_ping_median_us', '?')} µs",
         f"- recording a usage event (one RPUSH): median {micro['usage_record_median_us']} µs",
         "- built-in engine, whole answer with the history query: median "
         f"{micro['engine_answer_median_ms']} ms; "
