@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from accounts.authentication import JWT_MARK
 from accounts.services import tenant_access_check
 from apikeys.models import KEY_PREFIX, key_digest
-from apikeys.services import CachedKey, api_key_forget, api_key_lookup, api_key_refresh, api_key_resolve
+from apikeys.services import CachedKey, api_key_refresh, api_key_resolve
 from apikeys.tasks import api_key_touch
 from usage.ratelimit import StaleGeneration, rate_limit_request
 
@@ -91,9 +91,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             )
         else:
             if generation is not None and not confirmed:
-                # Redis did not answer, so nothing vouches for the remembered key: read it afresh.
-                api_key_forget(digest=digest)
-                entry = self._admit(request, api_key_lookup(digest=digest), digest)
+                # Redis did not answer, so nothing vouches for the remembered key: read it afresh
+                # (the limiter is backing off, so this asks the shared cache or the database only).
+                entry = self._admit(request, api_key_refresh(digest=digest)[0], digest)
         _touch(entry)
         return ApiKeyUser(entry), entry
 

@@ -136,10 +136,6 @@ def api_key_refresh(*, digest: str) -> tuple[CachedKey | None, str | None]:
     return entry, generation
 
 
-def api_key_forget(*, digest: str) -> None:
-    _remembered.pop(digest, None)
-
-
 def api_keys_cache_invalidate(*, tenant: Tenant | None = None, keys: list[ApiKey] | None = None) -> None:
     """Drops cached keys from the shared cache and renews their tenants' credentials generation, so
     every server process sees the change on its next request. Inside a transaction this is done again

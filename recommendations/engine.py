@@ -259,9 +259,8 @@ def _history_sql() -> str:
 def user_history(tenant_id: str, user_id: str) -> list[tuple[int, str, float | None]]:
     """The user's most recent interactions, newest first: (item pk, type, value). One query written
     out rather than compiled by the ORM on every recommendation."""
-    tenant = Tenant._meta.pk.get_db_prep_value(tenant_id, connection)
     with connection.cursor() as cursor:
-        cursor.execute(_history_sql(), [tenant, user_id])
+        cursor.execute(_history_sql(), [Tenant.id_for_sql(tenant_id), user_id])
         return cursor.fetchall()
 
 

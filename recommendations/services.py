@@ -68,8 +68,7 @@ def item_read(*, tenant_id: str, item_id: str) -> ItemRow | None:
     """One item of the tenant by its own id, in one query that skips the ORM's query compiler (this is
     the catalog's hot read: it costs a third of `Item.objects.get`)."""
     with connection.cursor() as cursor:
-        tenant = Tenant._meta.pk.get_db_prep_value(tenant_id, connection)
-        cursor.execute(_item_read_sql(), [tenant, item_id])
+        cursor.execute(_item_read_sql(), [Tenant.id_for_sql(tenant_id), item_id])
         row = cursor.fetchone()
     if row is None:
         return None
