@@ -7,6 +7,9 @@ import uuid
 from collections.abc import Callable
 
 from django.conf import settings
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 
@@ -75,6 +78,32 @@ class RequestContextMiddleware:
             return response
         finally:
             request_id_var.reset(token)
+
+
+# The JSON API: every request carries its API key or JWT, and no answer reads or sets a cookie.
+API_PREFIXES = ("/api/v1/", "/api/admin/")
+
+
+class PagesOnlyMixin:
+    """For the middleware only the console's pages need (session, login, messages): an API request
+    passes straight through."""
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith(API_PREFIXES):
+            return self.get_response(request)
+        return super().__call__(request)  # type: ignore[misc]
+
+
+class PagesSessionMiddleware(PagesOnlyMixin, SessionMiddleware):
+    pass
+
+
+class PagesAuthenticationMiddleware(PagesOnlyMixin, AuthenticationMiddleware):
+    pass
+
+
+class PagesMessageMiddleware(PagesOnlyMixin, MessageMiddleware):
+    pass
 
 
 class BodySizeLimitMiddleware:
