@@ -5,6 +5,7 @@ recommending reads the user's recent history (one query) and scores with numpy, 
 
 import math
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from functools import cache as memoized
@@ -19,6 +20,7 @@ from recommendations import vectors
 from recommendations.models import EngineState, Interaction, Item
 from recommendations.training import CollaborativeModel, interaction_weight
 from tenants.models import Tenant
+from usage.ratelimit import Marks, tenant_marks_renew
 
 HISTORY_LENGTH = 200
 # Weight of an interaction relative to the one after it: tastes drift, the last few count most.
@@ -33,6 +35,9 @@ POPULARITY_EXPONENT = 0.5
 MAX_INDEXED_TENANTS = 256
 # Changes drop the cached version at once; the TTL only bounds a drop lost to a cache outage.
 VERSION_TTL_SECONDS = 60
+# Likewise, an index confirmed by the tenant's change marks is trusted this long at most without
+# reading its versions again, in case a mark's renewal was lost.
+MARKS_TRUST_SECONDS = VERSION_TTL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,9 @@ class TenantIndex:
     position_of_id: dict[str, int]
     derived: Derived
     _category_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    # The tenant's change marks this index was last confirmed under, and when (monotonic seconds).
+    marks: Marks | None = None
+    marked_at: float = 0.0
 
     @property
     def size(self) -> int:
@@ -106,9 +114,9 @@ def version_key(tenant_id: str) -> str:
     return f"engine-version:{tenant_id}"
 
 
-def engine_version(tenant_id: str) -> tuple[int, int]:
-    """(catalog version, model version) from the shared cache, else from the database."""
-    version = cache.get(version_key(tenant_id))
+def engine_version(tenant_id: str, *, fresh: bool = False) -> tuple[int, int]:
+    """(catalog version, model version) from the shared cache, else (or if `fresh`) from the database."""
+    version = None if fresh else cache.get(version_key(tenant_id))
     if version is None:
         state = (
             EngineState.objects.filter(tenant_id=tenant_id)
@@ -129,6 +137,7 @@ def catalog_changed(tenant_id: str) -> None:
         EngineState.objects.filter(tenant_id=tenant_id).update(catalog_version=F("catalog_version") + 1)
     cache.delete(version_key(tenant_id))
     transaction.on_commit(lambda: cache.delete(version_key(tenant_id)))
+    tenant_marks_renew(tenant_id, catalog=True)
 
 
 def _catalog(tenant_id: str, version: tuple[int, int]) -> TenantIndex:
@@ -206,6 +215,7 @@ def _with_model(index: TenantIndex, tenant_id: str, version: tuple[int, int]) ->
         warm=warm,
         derived=_derived(index.content, popularity, warm),
         _category_masks=index._category_masks,
+        marks=None,
     )
 
 
@@ -221,20 +231,34 @@ _indexes_lock = threading.Lock()
 _build_locks: dict[str, threading.Lock] = {}
 
 
-def index_for(tenant_id: str) -> TenantIndex:
-    version = engine_version(tenant_id)
+def index_for(tenant_id: str, marks: Marks | None = None) -> TenantIndex:
+    """The tenant's index, rebuilt when its versions changed. Given the tenant's change marks (read in
+    the request's rate-limit round trip), an index confirmed under the same marks is current as it is."""
+    with _indexes_lock:
+        index = _indexes.get(tenant_id)
+        if (
+            marks is not None
+            and index is not None
+            and index.marks == marks
+            and time.monotonic() - index.marked_at < MARKS_TRUST_SECONDS
+        ):
+            _indexes.move_to_end(tenant_id)
+            return index
+    # With marks that changed, the shared cache may still hold the old version for a moment: the
+    # database does not.
+    version = engine_version(tenant_id, fresh=marks is not None)
     with _indexes_lock:
         index = _indexes.get(tenant_id)
         if index is not None and index.version == version:
             _indexes.move_to_end(tenant_id)
-            return index
+            return _confirmed(index, marks)
         build_lock = _build_locks.setdefault(tenant_id, threading.Lock())
     # One thread of the process builds; the others wait for its result instead of building too.
     with build_lock:
         with _indexes_lock:
             index = _indexes.get(tenant_id)
         if index is not None and index.version == version:
-            return index
+            return _confirmed(index, marks)
         index = index_build(tenant_id, version, previous=index)
         with _indexes_lock:
             _indexes[tenant_id] = index
@@ -242,6 +266,13 @@ def index_for(tenant_id: str) -> TenantIndex:
             while len(_indexes) > MAX_INDEXED_TENANTS:
                 evicted, _ = _indexes.popitem(last=False)
                 _build_locks.pop(evicted, None)
+    return _confirmed(index, marks)
+
+
+def _confirmed(index: TenantIndex, marks: Marks | None) -> TenantIndex:
+    """Records that the index is current under these marks: they were read before its versions were."""
+    if marks is not None:
+        index.marks, index.marked_at = marks, time.monotonic()
     return index
 
 
@@ -369,8 +400,8 @@ def _fill_scores(index: TenantIndex, positions: list[int], below: float) -> dict
     }
 
 
-def builtin_recommend(tenant_id: str, query: Query) -> Answer:
-    index = index_for(tenant_id)
+def builtin_recommend(tenant_id: str, query: Query, marks: Marks | None = None) -> Answer:
+    index = index_for(tenant_id, marks)
     history = user_history(tenant_id, query.user_id)
     profile = _profile(index, history)
     seen = seen_mask(index, tenant_id, query.user_id, history) if query.exclude_seen else None
@@ -397,9 +428,11 @@ def ranked_answer(
     return Answer(_scored(index, chosen, {**own, **filled}), strategy)
 
 
-def builtin_similar(tenant_id: str, item_id: str, count: int) -> list[Scored] | None:
+def builtin_similar(
+    tenant_id: str, item_id: str, count: int, marks: Marks | None = None
+) -> list[Scored] | None:
     """Nearest neighbours of an item: learned neighbours when it has them, its content otherwise."""
-    index = index_for(tenant_id)
+    index = index_for(tenant_id, marks)
     position = index.position_of_id.get(item_id)
     if position is None:
         return None

@@ -2,6 +2,9 @@
 
 import json
 import logging
+import threading
+import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from functools import cache as memoized
 from typing import Any, NamedTuple
@@ -20,6 +23,7 @@ from recommendations.models import EngineState, Interaction, Item
 from recommendations.remote import UpstreamError, service_client
 from recommendations.training import interaction_weight, model_train
 from tenants.models import Tenant
+from usage.ratelimit import Marks, tenant_marks_renew
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +68,38 @@ def _moment(value: datetime | str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def item_read(*, tenant_id: str, item_id: str) -> ItemRow | None:
-    """One item of the tenant by its own id, in one query that skips the ORM's query compiler (this is
-    the catalog's hot read: it costs a third of `Item.objects.get`)."""
+# The items this process read lately, each with the tenant's catalog mark it was read under and when.
+_items_kept: OrderedDict[tuple[str, str], tuple[str, float, ItemRow]] = OrderedDict()
+_items_kept_lock = threading.Lock()
+
+
+def item_read(*, tenant_id: str, item_id: str, catalog_mark: str | None = None) -> ItemRow | None:
+    """One item of the tenant by its own id. Given the tenant's current catalog mark, from this
+    process's memory if it read the item under the same mark; else in one query."""
+    key = (str(tenant_id), item_id)
+    if catalog_mark is not None:
+        with _items_kept_lock:
+            kept = _items_kept.get(key)
+            if (
+                kept is not None
+                and kept[0] == catalog_mark
+                and time.monotonic() - kept[1] < engine.MARKS_TRUST_SECONDS
+            ):
+                _items_kept.move_to_end(key)
+                return kept[2]
+    row = _item_select(tenant_id, item_id)
+    if row is not None and catalog_mark is not None and settings.ITEM_CACHE_ENTRIES > 0:
+        with _items_kept_lock:
+            _items_kept[key] = (catalog_mark, time.monotonic(), row)
+            _items_kept.move_to_end(key)
+            while len(_items_kept) > settings.ITEM_CACHE_ENTRIES:
+                _items_kept.popitem(last=False)
+    return row
+
+
+def _item_select(tenant_id: str, item_id: str) -> ItemRow | None:
+    """The catalog's hot read, in one query that skips the ORM's query compiler (it costs a third of
+    `Item.objects.get`)."""
     with connection.cursor() as cursor:
         cursor.execute(_item_read_sql(), [Tenant.id_for_sql(tenant_id), item_id])
         row = cursor.fetchone()
@@ -257,6 +290,7 @@ def engine_train(*, tenant_id: str) -> EngineState:
     cache.delete_many(
         [engine.version_key(tenant_id), f"engine-training:{tenant_id}", f"engine-trained-on:{tenant_id}"]
     )
+    tenant_marks_renew(tenant_id, model=True)
     return state
 
 
@@ -276,7 +310,7 @@ def engines_train_stale() -> int:
     return count
 
 
-def _remote_recommend(tenant_id: str, query: Query) -> Answer:
+def _remote_recommend(tenant_id: str, query: Query, marks: Marks | None) -> Answer:
     """Asks the ML engine; keeps only what it may show (known, active, filtered, unseen) and fills up."""
     client = service_client("ml_engine")
     if client is None:
@@ -297,7 +331,7 @@ def _remote_recommend(tenant_id: str, query: Query) -> Answer:
     answers = body.get("recommendations") if isinstance(body, dict) else None
     if not isinstance(answers, list):
         raise UpstreamError("ml_engine: answer without a list of recommendations")
-    index = engine.index_for(tenant_id)
+    index = engine.index_for(tenant_id, marks)
     seen = None
     if query.exclude_seen:
         seen = engine.seen_mask(
@@ -321,21 +355,24 @@ def _remote_recommend(tenant_id: str, query: Query) -> Answer:
     return engine.ranked_answer(index, mask, scores, query.count, "remote")
 
 
-def recommendations_get(*, tenant: Tenant, query: Query) -> Answer:
-    """The remote engine when configured, else (or when it fails) the built-in one."""
+def recommendations_get(*, tenant: Tenant, query: Query, marks: Marks | None = None) -> Answer:
+    """The remote engine when configured, else (or when it fails) the built-in one. `marks`: the
+    tenant's change marks, when the request's rate-limit round trip read them."""
     tenant_id = str(tenant.id)
     if settings.ML_ENGINE_URL:
         try:
-            return _remote_recommend(tenant_id, query)
+            return _remote_recommend(tenant_id, query, marks)
         except UpstreamError as exc:
             logger.warning("ML engine unavailable, answering from the built-in engine: %s", exc)
-            fallback = engine.builtin_recommend(tenant_id, query)
+            fallback = engine.builtin_recommend(tenant_id, query, marks)
             return Answer(fallback.items, f"fallback:{fallback.strategy}")
-    return engine.builtin_recommend(tenant_id, query)
+    return engine.builtin_recommend(tenant_id, query, marks)
 
 
-def similar_items_get(*, tenant: Tenant, item_id: str, count: int) -> list[Scored]:
-    similar = engine.builtin_similar(str(tenant.id), item_id, count)
+def similar_items_get(
+    *, tenant: Tenant, item_id: str, count: int, marks: Marks | None = None
+) -> list[Scored]:
+    similar = engine.builtin_similar(str(tenant.id), item_id, count, marks)
     if similar is None:
         raise exceptions.NotFound(f"No item '{item_id}' in the catalog.")
     return similar

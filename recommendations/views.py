@@ -28,6 +28,7 @@ from recommendations.serializers import (
     UpsertResultSerializer,
 )
 from tenants.scoping import TenantScopedViewSet
+from usage.ratelimit import Marks
 
 ALL_ROLES = frozenset(User.Role.values)
 WRITERS = frozenset({User.Role.ADMIN, User.Role.DEVELOPER})
@@ -42,6 +43,11 @@ def _validated(serializer_class: type, data: object, batch_field: str | None = N
     if batch_field and isinstance(errors.get(batch_field), list):
         errors[batch_field] = {str(index): error for index, error in enumerate(errors[batch_field]) if error}
     raise exceptions.ValidationError(errors)
+
+
+def _marks(request: Request) -> Marks | None:
+    """The tenant's change marks, when the request's rate-limit round trip read them."""
+    return getattr(request._request, "tenant_marks", None)
 
 
 def item_payload(item: Item | services.ItemRow) -> dict:
@@ -91,7 +97,10 @@ class ItemViewSet(TenantScopedViewSet):
 
     @extend_schema(responses={200: ItemSerializer})
     def retrieve(self, request: Request, item_id: str) -> Response:
-        item = services.item_read(tenant_id=request.tenant.id, item_id=item_id)
+        marks = _marks(request)
+        item = services.item_read(
+            tenant_id=request.tenant.id, item_id=item_id, catalog_mark=marks.catalog if marks else None
+        )
         if item is None:
             raise exceptions.NotFound("Not found.")
         return Response(item_payload(item))
@@ -137,7 +146,9 @@ class ItemViewSet(TenantScopedViewSet):
     @action(detail=True, methods=["get"])
     def similar(self, request: Request, item_id: str) -> Response:
         query = _validated(SimilarQuerySerializer, request.query_params)
-        similar = services.similar_items_get(tenant=request.tenant, item_id=item_id, count=query["count"])
+        similar = services.similar_items_get(
+            tenant=request.tenant, item_id=item_id, count=query["count"], marks=_marks(request)
+        )
         return Response(
             {"item_id": item_id, "similar": [{"item_id": s.item_id, "score": s.score} for s in similar]}
         )
@@ -183,7 +194,7 @@ class RecommendationViewSet(TenantScopedViewSet):
             exclude_item_ids=tuple(filters.get("exclude_item_ids", ())),
             exclude_seen=body["exclude_seen"],
         )
-        answer = services.recommendations_get(tenant=request.tenant, query=query)
+        answer = services.recommendations_get(tenant=request.tenant, query=query, marks=_marks(request))
         return Response(
             {
                 "user_id": query.user_id,

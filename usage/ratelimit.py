@@ -13,6 +13,7 @@ from functools import cache
 
 import redis
 from django.conf import settings
+from django.db import connection, transaction
 from django.http import HttpRequest
 from prometheus_client import Counter, Histogram
 
@@ -20,6 +21,8 @@ from config.exceptions import RateLimitExceeded
 from usage.limits import WINDOWS, Limits
 
 LONGEST_PERIOD = max(period for _, _, period in WINDOWS)
+# How long a tenant's hash outlives its last use: its buckets would be full again by then.
+HASH_TTL_SECONDS = LONGEST_PERIOD + 60
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +44,12 @@ rate_limit_check_seconds = Histogram(
 )
 
 # KEYS[1]: the tenant's bucket hash. ARGV: now, the credentials generation the caller expects ('' for
-# none), then capacity and period of each window.
+# none), the seconds the hash lives after its last use, then capacity and period of each window.
 # The hash also holds the tenant's credentials generation (field g), replaced whenever a key or the
 # tenant changes: a process that remembers a key confirms it here, in the same round trip, and a
 # mismatch answers {-1} before any token is taken.
+# It holds the tenant's change marks too (fields c and m), replaced whenever its catalog or its model
+# changes, and created here when missing: what a process keeps of either is good while its mark stands.
 # Every bucket is refilled for the time passed; the request takes one token from each bucket
 # only if every bucket has one, so a refused request takes nothing.
 BUCKETS_SCRIPT = """
@@ -52,8 +57,20 @@ local now = tonumber(ARGV[1])
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'g') ~= ARGV[2] then
   return {-1}
 end
-local windows = (#ARGV - 2) / 2
-if windows == 0 then return {1, 0, '0'} end
+local marks = redis.call('HMGET', KEYS[1], 'c', 'm')
+if not marks[1] or not marks[2] then
+  local clock = redis.call('TIME')
+  local fresh = 't' .. clock[1] .. '.' .. clock[2]
+  for i, name in ipairs({'c', 'm'}) do
+    if not marks[i] then
+      marks[i] = fresh
+      redis.call('HSET', KEYS[1], name, fresh)
+    end
+  end
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+local windows = (#ARGV - 3) / 2
+if windows == 0 then return {1, 0, '0', marks[1], marks[2]} end
 local fields = {}
 for i = 1, windows do
   fields[#fields + 1] = 't' .. i
@@ -65,12 +82,10 @@ local now_of = {}
 local allowed = 1
 local refused = 0
 local wait = 0
-local longest = 0
 for i = 1, windows do
-  local capacity = tonumber(ARGV[2 * i + 1])
-  local period = tonumber(ARGV[2 * i + 2])
+  local capacity = tonumber(ARGV[2 * i + 2])
+  local period = tonumber(ARGV[2 * i + 3])
   local rate = capacity / period
-  if period > longest then longest = period end
   local t = tonumber(state[2 * i - 1])
   local since = tonumber(state[2 * i])
   if t == nil or since == nil then
@@ -100,8 +115,8 @@ for i = 1, windows do
   update[#update + 1] = string.format('%.6f', now_of[i])
 end
 redis.call('HSET', KEYS[1], unpack(update))
-redis.call('EXPIRE', KEYS[1], math.ceil(longest) + 60)
-local result = {allowed, refused, string.format('%.6f', wait)}
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local result = {allowed, refused, string.format('%.6f', wait), marks[1], marks[2]}
 for i = 1, windows do result[#result + 1] = string.format('%.6f', tokens[i]) end
 return result
 """
@@ -121,11 +136,21 @@ class WindowState:
 
 
 @dataclass(frozen=True)
+class Marks:
+    """The tenant's change marks, read in the limiter's round trip: each is replaced after every change
+    to the tenant's catalog or model, so what a process keeps of either is good while its mark stands."""
+
+    catalog: str
+    model: str
+
+
+@dataclass(frozen=True)
 class Decision:
     allowed: bool
     windows: tuple[WindowState, ...]
     refused_window: str | None = None
     retry_after: float = 0.0
+    marks: Marks | None = None
 
     @property
     def tightest(self) -> WindowState:
@@ -152,7 +177,12 @@ def _windows(limits: Limits) -> list[tuple[str, int, int]]:
 
 
 def _decision(
-    windows: list[tuple[str, int, int]], allowed: bool, refused: int, wait: float, tokens: list[float]
+    windows: list[tuple[str, int, int]],
+    allowed: bool,
+    refused: int,
+    wait: float,
+    tokens: list[float],
+    marks: Marks | None = None,
 ) -> Decision:
     states = tuple(
         WindowState(name=name, limit=limit, period=period, remaining=max(0.0, remaining))
@@ -163,6 +193,7 @@ def _decision(
         windows=states,
         refused_window=windows[refused - 1][0] if not allowed and refused else None,
         retry_after=wait,
+        marks=marks,
     )
 
 
@@ -171,6 +202,7 @@ class StaleGeneration(Exception):
 
 
 GENERATION_FIELD = "g"
+CATALOG_MARK_FIELD, MODEL_MARK_FIELD = "c", "m"
 
 
 def bucket_key(tenant_id: str) -> str:
@@ -187,14 +219,21 @@ class RedisLimiter:
 
     def take(self, tenant_id: str, limits: Limits | None, generation: str | None = None) -> Decision:
         windows = _windows(limits) if limits is not None else []
-        args: list[float | int | str] = [clock(), generation or ""]
+        args: list[float | int | str] = [clock(), generation or "", HASH_TTL_SECONDS]
         for _, limit, period in windows:
             args += [limit, period]
         result = self.script(keys=[bucket_key(tenant_id)], args=args)
         if int(result[0]) == -1:
             raise StaleGeneration()
-        allowed, refused, wait, *tokens = result
-        return _decision(windows, bool(int(allowed)), int(refused), float(wait), [float(t) for t in tokens])
+        allowed, refused, wait, catalog, model, *tokens = result
+        return _decision(
+            windows,
+            bool(int(allowed)),
+            int(refused),
+            float(wait),
+            [float(t) for t in tokens],
+            Marks(catalog=catalog.decode(), model=model.decode()),
+        )
 
     def generation(self, tenant_id: str) -> str:
         """The tenant's generation, created if it has none (a hash that expired or was deleted), so
@@ -202,15 +241,16 @@ class RedisLimiter:
         pipe = self.client.pipeline(transaction=True)
         pipe.hsetnx(bucket_key(tenant_id), GENERATION_FIELD, uuid.uuid4().hex)
         pipe.hget(bucket_key(tenant_id), GENERATION_FIELD)
-        pipe.expire(bucket_key(tenant_id), LONGEST_PERIOD + 60)
+        pipe.expire(bucket_key(tenant_id), HASH_TTL_SECONDS)
         value = pipe.execute()[1]
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    def generations_bump(self, tenant_ids: set[str]) -> None:
+    def fields_renew(self, tenant_ids: set[str], fields: tuple[str, ...]) -> None:
+        """A new random value in each field (a generation or a mark) of each tenant's hash."""
         pipe = self.client.pipeline(transaction=False)
         for tenant_id in tenant_ids:
-            pipe.hset(bucket_key(tenant_id), GENERATION_FIELD, uuid.uuid4().hex)
-            pipe.expire(bucket_key(tenant_id), LONGEST_PERIOD + 60)
+            pipe.hset(bucket_key(tenant_id), mapping={field: uuid.uuid4().hex for field in fields})
+            pipe.expire(bucket_key(tenant_id), HASH_TTL_SECONDS)
         pipe.execute()
 
 
@@ -306,6 +346,7 @@ def rate_limit_request(
         tenant_id=tenant_id, plan=plan, limits=limits if enabled else None, generation=generation
     )
     request.rate_limit = decision if enabled else None  # type: ignore[attr-defined]
+    request.tenant_marks = decision.marks if decision is not None else None  # type: ignore[attr-defined]
     if decision is not None and not decision.allowed:
         refused = next(window for window in decision.windows if window.name == decision.refused_window)
         retry_after = max(1, math.ceil(decision.retry_after))
@@ -334,11 +375,26 @@ def tenant_generation(tenant_id: str) -> str | None:
 
 def tenant_generations_bump(tenant_ids: set[str]) -> None:
     """A new credentials generation for these tenants: every process drops the keys it remembers."""
+    _fields_renew(tenant_ids, (GENERATION_FIELD,))
+
+
+def tenant_marks_renew(tenant_id: str, *, catalog: bool = False, model: bool = False) -> None:
+    """On a change to the tenant's catalog or model: every process drops what it keeps of it on the
+    tenant's next request. Inside a transaction this is done again once it has committed, so that
+    what a process read in between is dropped too."""
+    fields = (CATALOG_MARK_FIELD,) * catalog + (MODEL_MARK_FIELD,) * model
+    _fields_renew({tenant_id}, fields)
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: _fields_renew({tenant_id}, fields))
+
+
+def _fields_renew(tenant_ids: set[str], fields: tuple[str, ...]) -> None:
     current = limiter()
-    if not tenant_ids or not isinstance(current, RedisLimiter):
+    if not tenant_ids or not fields or not isinstance(current, RedisLimiter):
         return
     try:
-        current.generations_bump(tenant_ids)
+        current.fields_renew(tenant_ids, fields)
     except redis.RedisError as exc:
-        # As with the shared cache: what a process remembers expires by itself (apikeys.services).
-        logger.warning("Could not renew the credentials generation (%s)", exc.__class__.__name__)
+        # Not fatal: what a process keeps under a generation or a mark also expires by itself
+        # (apikeys.services, recommendations.engine).
+        logger.warning("Could not renew %s (%s)", "/".join(fields), exc.__class__.__name__)
