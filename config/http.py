@@ -1,7 +1,12 @@
 """Small helpers about the HTTP request itself."""
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.http import HttpRequest
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -14,3 +19,20 @@ def client_ip(request: HttpRequest) -> str | None:
         if len(forwarded) >= proxies:
             return forwarded[-proxies]
     return request.META.get("REMOTE_ADDR") or None
+
+
+class ContentNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation, with a shortcut for what nearly every client sends (no Accept header, or
+    `*/*`): the view's first renderer, as DRF would choose it, without parsing the header."""
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        if (
+            request.META.get("HTTP_ACCEPT", "*/*") == "*/*"
+            and not format_suffix
+            and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
+        ):
+            first = next(iter(renderers))
+            return first, first.media_type
+        return super().select_renderer(request, renderers, format_suffix)

@@ -7,8 +7,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.http import Http404
 from django.test import override_settings
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
+from rest_framework.exceptions import NotAcceptable
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
 
+from config.http import ContentNegotiation
 from config.logging import JsonFormatter
 from tests.conftest import assert_error
 
@@ -204,3 +212,36 @@ def test_a_csrf_failure_is_in_the_envelope(db):
 
     response = Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "x", "password": "y"})
     assert_error(response, 403, "FORBIDDEN")
+
+
+class TestContentNegotiation:
+    RENDERER_LISTS = [
+        [JSONRenderer()],
+        [OpenApiYamlRenderer(), OpenApiJsonRenderer()],
+        [OpenApiJsonRenderer(), OpenApiYamlRenderer()],
+    ]
+    ACCEPTS = [None, "*/*", "application/json", "application/yaml", "text/html", "application/*;q=0.5"]
+
+    @pytest.mark.parametrize("accept", ACCEPTS)
+    @pytest.mark.parametrize("query", ["", "format=json", "format=openapi"])
+    def test_it_chooses_as_drf_does(self, accept, query):
+        factory = APIRequestFactory()
+        for renderers in self.RENDERER_LISTS:
+            headers = {"HTTP_ACCEPT": accept} if accept else {}
+            request = Request(factory.get(f"/anything?{query}", **headers))
+
+            def choice(negotiation, renderers=renderers, request=request):
+                try:
+                    renderer, media_type = negotiation.select_renderer(request, renderers)
+                except (NotAcceptable, Http404) as exc:
+                    return exc.__class__
+                return renderer, media_type
+
+            assert choice(ContentNegotiation()) == choice(DefaultContentNegotiation())
+
+    def test_the_api_answers_json_to_any_client_and_406_to_one_that_wants_none(self, world, client_for):
+        client = client_for(world.admin)
+        for headers in ({}, {"HTTP_ACCEPT": "*/*"}, {"HTTP_ACCEPT": "application/json"}):
+            response = client.get("/api/v1/auth/me", **headers)
+            assert response.status_code == 200 and response["Content-Type"] == "application/json"
+        assert_error(client.get("/api/v1/auth/me", HTTP_ACCEPT="text/html"), 406, "NOT_ACCEPTABLE")
