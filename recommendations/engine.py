@@ -336,12 +336,25 @@ def eligible_mask(index: TenantIndex, query: Query, seen: np.ndarray | None) -> 
     return mask
 
 
+def _rows_weighted_sum(matrix: sparse.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`matrix[rows].T @ weights`, read straight from the CSR arrays: scipy's row selection builds a
+    new matrix first, which cost four times as much for a user's few dozen rows."""
+    starts, lengths = matrix.indptr[rows], np.diff(matrix.indptr)[rows]
+    # Positions of every stored entry of the chosen rows, row after row.
+    entries = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+    return np.bincount(
+        matrix.indices[entries],
+        weights=matrix.data[entries] * np.repeat(weights, lengths),
+        minlength=matrix.shape[1],
+    ).astype(np.float32)
+
+
 def _personal_scores(index: TenantIndex, profile: np.ndarray) -> np.ndarray:
     touched = np.flatnonzero(profile)
     if len(touched) == 0:
         return np.zeros(index.size, dtype=np.float32)
     if index.neighbours.nnz:
-        collaborative = np.asarray(index.neighbours[touched].T @ profile[touched], dtype=np.float32).ravel()
+        collaborative = _rows_weighted_sum(index.neighbours, touched, profile[touched])
     else:
         collaborative = np.zeros(index.size, dtype=np.float32)
     top = collaborative.max()

@@ -299,3 +299,22 @@ def test_idempotency_records_expire_after_their_24_hours(world):
     )
     assert idempotency_records_expire.delay().get() == 1
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["fresh"]
+
+
+def test_the_weighted_sum_of_neighbour_rows_equals_scipys():
+    import numpy as np
+    from scipy import sparse
+
+    rng = np.random.default_rng(7)
+    matrix = sparse.random(300, 300, density=0.05, format="lil", dtype=np.float32, random_state=7)
+    matrix[5] = 0  # a row with no neighbours at all
+    matrix = matrix.tocsr()
+    for size in (1, 3, 40, 300):
+        rows = np.sort(rng.choice(300, size, replace=False))
+        if size == 3:
+            rows[0] = 5
+        weights = rng.random(size).astype(np.float32)
+        expected = np.asarray(matrix[rows].T @ weights, dtype=np.float32).ravel()
+        got = engine._rows_weighted_sum(matrix, rows, weights)
+        assert got.dtype == np.float32 and got.shape == (300,)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
