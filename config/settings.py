@@ -255,9 +255,9 @@ UPSTREAM_BREAKER_THRESHOLD = env.int("UPSTREAM_BREAKER_THRESHOLD", default=5)
 UPSTREAM_BREAKER_COOLDOWN = env.float("UPSTREAM_BREAKER_COOLDOWN", default=30.0)
 # The built-in engine retrains a tenant after this many new interactions (and hourly if any).
 ENGINE_RETRAIN_AFTER_INTERACTIONS = env.int("ENGINE_RETRAIN_AFTER_INTERACTIONS", default=1000)
-# Items each server process keeps from GET /api/v1/items/{id}, good while the tenant's catalog is
-# unchanged (0: none kept).
-ITEM_CACHE_ENTRIES = env.int("ITEM_CACHE_ENTRIES", default=20000)
+# Megabytes of item columns each server process keeps from GET /api/v1/items/{id}, good while the
+# tenant's catalog is unchanged (0: none kept).
+ITEM_CACHE_MB = env.float("ITEM_CACHE_MB", default=32)
 
 # --- Security -------------------------------------------------------------------------------------
 # TLS is terminated by the proxy in front of gunicorn, which sets X-Forwarded-Proto.

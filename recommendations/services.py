@@ -68,44 +68,54 @@ def _moment(value: datetime | str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-# The items this process read lately, each with the tenant's catalog mark it was read under and when.
-_items_kept: OrderedDict[tuple[str, str], tuple[str, float, ItemRow]] = OrderedDict()
-_items_kept_lock = threading.Lock()
+class _KeptItems:
+    """The items this process read lately, as their columns' raw values, each under the tenant's catalog
+    mark it was read under and when. Bounded by the size of those values (ITEM_CACHE_MB), so that a
+    catalog of large embeddings cannot fill the memory; the least recently read go first."""
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[tuple[str, str], tuple[str, float, tuple, int]] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, str], mark: str) -> tuple | None:
+        with self.lock:
+            kept = self.entries.get(key)
+            if kept is None or kept[0] != mark or time.monotonic() - kept[1] >= engine.MARKS_TRUST_SECONDS:
+                return None
+            self.entries.move_to_end(key)
+            return kept[2]
+
+    def put(self, key: tuple[str, str], mark: str, raw: tuple) -> None:
+        budget = settings.ITEM_CACHE_MB * 2**20
+        size = 200 + sum(len(value) for value in raw if isinstance(value, str))
+        if size > budget / 4:
+            return
+        with self.lock:
+            previous = self.entries.pop(key, None)
+            if previous is not None:
+                self.size -= previous[3]
+            self.entries[key] = (mark, time.monotonic(), raw, size)
+            self.size += size
+            while self.size > budget:
+                self.size -= self.entries.popitem(last=False)[1][3]
+
+
+_items_kept = _KeptItems()
 
 
 def item_read(*, tenant_id: str, item_id: str, catalog_mark: str | None = None) -> ItemRow | None:
     """One item of the tenant by its own id. Given the tenant's current catalog mark, from this
     process's memory if it read the item under the same mark; else in one query."""
     key = (str(tenant_id), item_id)
-    if catalog_mark is not None:
-        with _items_kept_lock:
-            kept = _items_kept.get(key)
-            if (
-                kept is not None
-                and kept[0] == catalog_mark
-                and time.monotonic() - kept[1] < engine.MARKS_TRUST_SECONDS
-            ):
-                _items_kept.move_to_end(key)
-                return kept[2]
-    row = _item_select(tenant_id, item_id)
-    if row is not None and catalog_mark is not None and settings.ITEM_CACHE_ENTRIES > 0:
-        with _items_kept_lock:
-            _items_kept[key] = (catalog_mark, time.monotonic(), row)
-            _items_kept.move_to_end(key)
-            while len(_items_kept) > settings.ITEM_CACHE_ENTRIES:
-                _items_kept.popitem(last=False)
-    return row
-
-
-def _item_select(tenant_id: str, item_id: str) -> ItemRow | None:
-    """The catalog's hot read, in one query that skips the ORM's query compiler (it costs a third of
-    `Item.objects.get`)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_item_read_sql(), [Tenant.id_for_sql(tenant_id), item_id])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    external_id, title, description, categories, metadata, embedding, is_active, created, updated = row
+    raw = _items_kept.get(key, catalog_mark) if catalog_mark is not None else None
+    if raw is None:
+        raw = _item_select(tenant_id, item_id)
+        if raw is None:
+            return None
+        if catalog_mark is not None:
+            _items_kept.put(key, catalog_mark, raw)
+    external_id, title, description, categories, metadata, embedding, is_active, created, updated = raw
     return ItemRow(
         external_id=external_id,
         title=title,
@@ -117,6 +127,14 @@ def _item_select(tenant_id: str, item_id: str) -> ItemRow | None:
         created_at=_moment(created),
         updated_at=_moment(updated),
     )
+
+
+def _item_select(tenant_id: str, item_id: str) -> tuple | None:
+    """The item's columns as the database hands them over (JSON as text), in one query that skips
+    the ORM's query compiler (it costs a third of `Item.objects.get`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_item_read_sql(), [Tenant.id_for_sql(tenant_id), item_id])
+        return cursor.fetchone()
 
 
 def _content(values: dict) -> bytes:

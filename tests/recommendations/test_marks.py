@@ -120,10 +120,28 @@ class TestItemsKept:
         assert other.get(f"{ITEMS}/sku-1").json()["title"] == "Globex secret"
 
     def test_none_are_kept_when_switched_off(self, world, writer, settings, django_assert_num_queries):
-        settings.ITEM_CACHE_ENTRIES = 0
+        settings.ITEM_CACHE_MB = 0
         writer.get(f"{ITEMS}/sku-1")
         with django_assert_num_queries(1):
             assert writer.get(f"{ITEMS}/sku-1").status_code == 200
+
+    def test_what_is_kept_is_bounded_by_its_size(self, world, writer, settings, django_assert_num_queries):
+        # Each of these items is about 1 KB of text: the budget holds five of them.
+        settings.ITEM_CACHE_MB = 5.5 / 1024
+        items = [{"id": f"big-{n}", "title": f"Item {n}", "description": "x" * 800} for n in range(7)]
+        huge = {"id": "huge", "title": "Huge", "embedding": [0.123456789] * 200}
+        writer.post(ITEMS, {"items": [*items, huge]})
+        for item in items:
+            writer.get(f"{ITEMS}/{item['id']}")
+        with django_assert_num_queries(0):  # the five read last are kept
+            for n in (2, 3, 4, 5, 6):
+                assert writer.get(f"{ITEMS}/big-{n}").json()["description"] == "x" * 800
+        with django_assert_num_queries(2):  # the first two were dropped to make room
+            for n in (0, 1):
+                assert writer.get(f"{ITEMS}/big-{n}").status_code == 200
+        for _ in range(2):  # more than a quarter of the budget on its own: never kept
+            with django_assert_num_queries(1):
+                assert writer.get(f"{ITEMS}/huge").json()["embedding"] == [0.123456789] * 200
 
 
 class TestTheEngineIndex:
