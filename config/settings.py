@@ -88,9 +88,10 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------------
-# django-prometheus' backends are the stock ones plus query metrics for /metrics.
+# django-prometheus' backends are the stock ones plus query metrics for /metrics (for PostgreSQL, with
+# a health check of our own: config.postgresql).
 _DB_ENGINES = {
-    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.postgresql": "config.postgresql",
     "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
 }
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
@@ -100,9 +101,9 @@ DATABASES["default"]["ENGINE"] = _DB_ENGINES.get(
 IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
 if IS_POSTGRES:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
-    # No health check (a SELECT 1 before every request's first query): a connection that broke is
-    # closed by Django after the request that hit the error, and the next request reconnects.
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    # Before a request's first query its connection is checked without a round trip (config.postgresql),
+    # so that after a database restart no request fails on a connection the server has closed.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 else:
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})

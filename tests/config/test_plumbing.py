@@ -1,12 +1,14 @@
 import json
 import logging
 import os
+import select
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from django.db import connection, connections
 from django.http import Http404
 from django.test import override_settings
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
@@ -245,3 +247,46 @@ class TestContentNegotiation:
             response = client.get("/api/v1/auth/me", **headers)
             assert response.status_code == 200 and response["Content-Type"] == "application/json"
         assert_error(client.get("/api/v1/auth/me", HTTP_ACCEPT="text/html"), 406, "NOT_ACCEPTABLE")
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+class TestDatabaseHealthCheck:
+    """Before a request's first query Django checks its connection; ours costs no round trip."""
+
+    @pytest.fixture
+    def spare(self, db):
+        spare = connections.create_connection("default")
+        spare.ensure_connection()
+        yield spare
+        spare.close()
+
+    def test_a_healthy_connection_passes_without_a_query(self, spare):
+        def no_query(*args, **kwargs):
+            raise AssertionError("the health check ran a query")
+
+        spare.connection.cursor = no_query
+        spare.connection.execute = no_query
+        assert spare.is_usable()
+
+    def test_one_the_server_closed_fails_and_is_replaced(self, spare):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [spare.connection.info.backend_pid])
+        select.select([spare.connection.fileno()], [], [], 10)  # until the server's goodbye arrives
+        assert not spare.is_usable()
+        spare.health_check_done = False
+        spare.close_if_health_check_failed()
+        with spare.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
+
+    def test_after_an_error_in_a_query_the_stock_check_runs_too(self, spare):
+        cursors = []
+        real = spare.connection.cursor
+
+        def counted(*args, **kwargs):
+            cursors.append(args)
+            return real(*args, **kwargs)
+
+        spare.connection.cursor = counted
+        spare.errors_occurred = True
+        assert spare.is_usable() and len(cursors) == 1
