@@ -260,14 +260,13 @@ def interactions_record(*, tenant: Tenant, interactions: list[dict]) -> int:
 def training_maybe_schedule(*, tenant_id: str, new: int) -> None:
     """Counts new interactions; past the threshold, queues a training (once: a cache lock)."""
     key = f"engine-new-interactions:{tenant_id}"
-    if cache.add(key, new, None):
-        pending = new
-    else:
-        try:
-            pending = cache.incr(key, new)
-        except ValueError:  # expired between add and incr
-            cache.set(key, new, None)
+    try:
+        pending = cache.incr(key, new)  # one round trip once the counter exists
+    except ValueError:
+        if cache.add(key, new, None):
             pending = new
+        else:  # another process created it meanwhile
+            pending = cache.incr(key, new)
     if pending >= settings.ENGINE_RETRAIN_AFTER_INTERACTIONS and cache.add(
         f"engine-training:{tenant_id}", 1, 600
     ):

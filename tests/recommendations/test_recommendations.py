@@ -318,3 +318,27 @@ def test_the_weighted_sum_of_neighbour_rows_equals_scipys():
         got = engine._rows_weighted_sum(matrix, rows, weights)
         assert got.dtype == np.float32 and got.shape == (300,)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_enough_new_interactions_retrain_the_engine(
+    world, make_key, settings, django_capture_on_commit_callbacks
+):
+    from recommendations.models import EngineState
+
+    settings.ENGINE_RETRAIN_AFTER_INTERACTIONS = 5
+    _, secret = make_key()
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=secret)
+    client.post("/api/v1/items", {"items": [{"id": f"i{n}", "title": f"Item {n}"} for n in range(4)]})
+
+    def record(count: int) -> int:
+        batch = [{"user_id": f"u{n}", "item_id": f"i{n % 4}", "type": "click"} for n in range(count)]
+        with django_capture_on_commit_callbacks(execute=True):  # the task is queued after commit
+            assert client.post("/api/v1/interactions", {"interactions": batch}).status_code == 202
+        state = EngineState.objects.filter(tenant=world.tenant).first()
+        return state.model_version if state else 0
+
+    assert record(3) == 0  # 3 new: below the threshold
+    assert record(3) == 1  # 6 new: trained once (Celery runs eagerly in the tests)
+    assert record(4) == 1  # the count starts again after a training
+    assert record(1) == 2
