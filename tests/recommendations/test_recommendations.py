@@ -342,3 +342,21 @@ def test_enough_new_interactions_retrain_the_engine(
     assert record(3) == 1  # 6 new: trained once (Celery runs eagerly in the tests)
     assert record(4) == 1  # the count starts again after a training
     assert record(1) == 2
+
+
+def test_the_hourly_job_retrains_only_tenants_with_newer_interactions(world, shop, make_key):
+    from recommendations.models import EngineState
+    from recommendations.services import engines_train_stale
+
+    ours = EngineState.objects.get(tenant=world.tenant).model_version
+    assert engines_train_stale() == 0  # the shop was trained after its last interaction
+    shop.post("/api/v1/interactions", {"user_id": "late", "item_id": "hat-2", "type": "view"})
+    _, secret = make_key(tenant=world.other_tenant)
+    other = APIClient()
+    other.credentials(HTTP_X_API_KEY=secret)
+    other.post("/api/v1/items", {"items": [{"id": "x", "title": "X"}]})
+    other.post("/api/v1/interactions", {"user_id": "u", "item_id": "x", "type": "view"})
+    assert engines_train_stale() == 2  # ours (one new interaction) and theirs (never trained)
+    assert EngineState.objects.get(tenant=world.tenant).model_version == ours + 1
+    assert EngineState.objects.get(tenant=world.other_tenant).model_version == 1
+    assert engines_train_stale() == 0
