@@ -101,9 +101,10 @@ DATABASES["default"]["ENGINE"] = _DB_ENGINES.get(
 IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
 if IS_POSTGRES:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
-    # Before a request's first query its connection is checked without a round trip (config.postgresql),
-    # so that after a database restart no request fails on a connection the server has closed.
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Not Django's health check (a SELECT 1 before every request's first query): config.postgresql
+    # checks each connection at the request's start without a round trip, so that after a database
+    # restart no request fails on a connection the server has closed.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 else:
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})

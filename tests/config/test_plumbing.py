@@ -251,7 +251,7 @@ class TestContentNegotiation:
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
 class TestDatabaseHealthCheck:
-    """Before a request's first query Django checks its connection; ours costs no round trip."""
+    """At each request's start a connection is checked (config.postgresql), without a round trip."""
 
     @pytest.fixture
     def spare(self, db):
@@ -260,33 +260,33 @@ class TestDatabaseHealthCheck:
         yield spare
         spare.close()
 
-    def test_a_healthy_connection_passes_without_a_query(self, spare):
+    def test_a_healthy_connection_is_kept_without_a_query(self, spare):
         def no_query(*args, **kwargs):
-            raise AssertionError("the health check ran a query")
+            raise AssertionError("the check ran a query")
 
-        spare.connection.cursor = no_query
-        spare.connection.execute = no_query
-        assert spare.is_usable()
+        kept = spare.connection
+        kept.cursor = no_query
+        kept.execute = no_query
+        spare.close_if_unusable_or_obsolete()
+        assert spare.connection is kept
 
-    def test_one_the_server_closed_fails_and_is_replaced(self, spare):
+    def test_one_the_server_closed_is_dropped_and_replaced(self, spare):
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [spare.connection.info.backend_pid])
         select.select([spare.connection.fileno()], [], [], 10)  # until the server's goodbye arrives
-        assert not spare.is_usable()
-        spare.health_check_done = False
-        spare.close_if_health_check_failed()
-        with spare.cursor() as cursor:
+        spare.close_if_unusable_or_obsolete()
+        assert spare.connection is None
+        with spare.cursor() as cursor:  # so even a first query inside a transaction finds a live one
             cursor.execute("SELECT 1")
             assert cursor.fetchone() == (1,)
 
-    def test_after_an_error_in_a_query_the_stock_check_runs_too(self, spare):
-        cursors = []
-        real = spare.connection.cursor
-
-        def counted(*args, **kwargs):
-            cursors.append(args)
-            return real(*args, **kwargs)
-
-        spare.connection.cursor = counted
-        spare.errors_occurred = True
-        assert spare.is_usable() and len(cursors) == 1
+    def test_within_a_transaction_nothing_is_closed(self, spare):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [spare.connection.info.backend_pid])
+        select.select([spare.connection.fileno()], [], [], 10)
+        spare.in_atomic_block = True  # as Django's own check, it leaves an open transaction alone
+        try:
+            spare.close_if_unusable_or_obsolete()
+            assert spare.connection is not None
+        finally:
+            spare.in_atomic_block = False
