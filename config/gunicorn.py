@@ -19,9 +19,11 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 keepalive = 5
 # A listening socket per worker: the kernel spreads new connections over the workers by a hash. On a
-# shared socket the worker that wakes first takes them, and a client's few keep-alive connections
-# could all land on one worker (seen in the benchmark: 8 of 8, half the throughput).
-reuse_port = True
+# shared socket the worker that wakes first takes them, and a client's (or a proxy's) few keep-alive
+# connections could all land on one worker (seen in the benchmark: 8 of 8, half the throughput).
+# The price: connections still queued on a worker's socket are reset when that worker exits (a
+# reload, a crash, GUNICORN_MAX_REQUESTS); GUNICORN_REUSE_PORT=false goes back to one shared socket.
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").lower() in ("1", "true", "yes")
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 accesslog = None  # the app writes one JSON line per request itself
 errorlog = "-"

@@ -28,11 +28,13 @@ class ContentNegotiation(DefaultContentNegotiation):
     def select_renderer(
         self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
     ) -> tuple[BaseRenderer, str]:
+        renderers = list(renderers)
+        first = renderers[0] if renderers else None
         if (
-            request.META.get("HTTP_ACCEPT", "*/*") == "*/*"
+            first is not None
+            and request.META.get("HTTP_ACCEPT", "*/*") == "*/*"
             and not format_suffix
             and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
         ):
-            first = next(iter(renderers))
             return first, first.media_type
         return super().select_renderer(request, renderers, format_suffix)

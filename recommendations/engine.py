@@ -115,7 +115,8 @@ def version_key(tenant_id: str) -> str:
 
 
 def engine_version(tenant_id: str, *, fresh: bool = False) -> tuple[int, int]:
-    """(catalog version, model version) from the shared cache, else (or if `fresh`) from the database."""
+    """(catalog version, model version) from the shared cache, else from the database. `fresh`: from
+    the database, and not cached (read while a change may be uncommitted, it could be the old one)."""
     version = None if fresh else cache.get(version_key(tenant_id))
     if version is None:
         state = (
@@ -124,7 +125,8 @@ def engine_version(tenant_id: str, *, fresh: bool = False) -> tuple[int, int]:
             .first()
         )
         version = tuple(state) if state else (0, 0)
-        cache.set(version_key(tenant_id), version, VERSION_TTL_SECONDS)
+        if not fresh:
+            cache.set(version_key(tenant_id), version, VERSION_TTL_SECONDS)
     return version
 
 

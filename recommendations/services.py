@@ -2,6 +2,7 @@
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -88,7 +89,9 @@ class _KeptItems:
 
     def put(self, key: tuple[str, str], mark: str, raw: tuple) -> None:
         budget = settings.ITEM_CACHE_MB * 2**20
-        size = 200 + sum(len(value) for value in raw if isinstance(value, str))
+        # The values' own sizes (a non-ASCII text takes up to 4 bytes a character), and about what
+        # the entry, its key and the dictionary's slot take.
+        size = 400 + sum(sys.getsizeof(value) for value in raw)
         if size > budget / 4:
             return
         with self.lock:
@@ -267,6 +270,9 @@ def training_maybe_schedule(*, tenant_id: str, new: int) -> None:
             pending = new
         else:  # another process created it meanwhile
             pending = cache.incr(key, new)
+    if pending is None:
+        # The cache is down (it ignores its errors): not counted; the hourly job trains anyway.
+        return
     if pending >= settings.ENGINE_RETRAIN_AFTER_INTERACTIONS and cache.add(
         f"engine-training:{tenant_id}", 1, 600
     ):

@@ -383,18 +383,32 @@ def tenant_marks_renew(tenant_id: str, *, catalog: bool = False, model: bool = F
     tenant's next request. Inside a transaction this is done again once it has committed, so that
     what a process read in between is dropped too."""
     fields = (CATALOG_MARK_FIELD,) * catalog + (MODEL_MARK_FIELD,) * model
-    _fields_renew({tenant_id}, fields)
+    _marks_renew(tenant_id, fields)
     if connection.in_atomic_block:
-        transaction.on_commit(lambda: _fields_renew({tenant_id}, fields))
+        transaction.on_commit(lambda: _marks_renew(tenant_id, fields))
 
 
-def _fields_renew(tenant_ids: set[str], fields: tuple[str, ...]) -> None:
+def _marks_renew(tenant_id: str, fields: tuple[str, ...]) -> None:
+    """Like the limiter, skips Redis for a moment after it failed: a write does not wait for its
+    timeout (twice, the first time holding its locks), and what is kept under a mark is trusted
+    for a bounded time anyway (recommendations.engine.MARKS_TRUST_SECONDS)."""
+    global _open_until
+    if time.monotonic() < _open_until:
+        return
+    if not _fields_renew({tenant_id}, fields):
+        _open_until = time.monotonic() + BACKOFF_SECONDS
+
+
+def _fields_renew(tenant_ids: set[str], fields: tuple[str, ...]) -> bool:
+    """Whether Redis took the new values (or there is no Redis to take them)."""
     current = limiter()
     if not tenant_ids or not fields or not isinstance(current, RedisLimiter):
-        return
+        return True
     try:
         current.fields_renew(tenant_ids, fields)
     except redis.RedisError as exc:
         # Not fatal: what a process keeps under a generation or a mark also expires by itself
         # (apikeys.services, recommendations.engine).
         logger.warning("Could not renew %s (%s)", "/".join(fields), exc.__class__.__name__)
+        return False
+    return True

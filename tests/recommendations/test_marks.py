@@ -1,6 +1,8 @@
 """The tenant's change marks: read in the rate limiter's round trip, they tell a server process whether
 what it keeps of a tenant's catalog (items it read, its engine index) and model is still current."""
 
+import time
+
 import pytest
 import redis
 from rest_framework.test import APIClient
@@ -126,22 +128,20 @@ class TestItemsKept:
             assert writer.get(f"{ITEMS}/sku-1").status_code == 200
 
     def test_what_is_kept_is_bounded_by_its_size(self, world, writer, settings, django_assert_num_queries):
-        # Each of these items is about 1 KB of text: the budget holds five of them.
-        settings.ITEM_CACHE_MB = 5.5 / 1024
+        # Each of these items takes about 1.6 KB as kept: the budget holds some, not all seven.
+        settings.ITEM_CACHE_MB = 8 / 1024
         items = [{"id": f"big-{n}", "title": f"Item {n}", "description": "x" * 800} for n in range(7)]
-        huge = {"id": "huge", "title": "Huge", "embedding": [0.123456789] * 200}
+        huge = {"id": "huge", "title": "Huge", "embedding": [0.123456789] * 1000}
         writer.post(ITEMS, {"items": [*items, huge]})
         for item in items:
             writer.get(f"{ITEMS}/{item['id']}")
-        with django_assert_num_queries(0):  # the five read last are kept
-            for n in (2, 3, 4, 5, 6):
-                assert writer.get(f"{ITEMS}/big-{n}").json()["description"] == "x" * 800
-        with django_assert_num_queries(2):  # the first two were dropped to make room
-            for n in (0, 1):
-                assert writer.get(f"{ITEMS}/big-{n}").status_code == 200
+        with django_assert_num_queries(0):  # the last read is kept
+            assert writer.get(f"{ITEMS}/big-6").json()["description"] == "x" * 800
+        with django_assert_num_queries(1):  # the first was dropped to make room
+            assert writer.get(f"{ITEMS}/big-0").status_code == 200
         for _ in range(2):  # more than a quarter of the budget on its own: never kept
             with django_assert_num_queries(1):
-                assert writer.get(f"{ITEMS}/huge").json()["embedding"] == [0.123456789] * 200
+                assert writer.get(f"{ITEMS}/huge").json()["embedding"] == [0.123456789] * 1000
 
 
 class TestTheEngineIndex:
@@ -198,5 +198,35 @@ def test_a_mark_that_cannot_be_renewed_does_not_fail_the_write(world, writer, pr
             ratelimit.limiter().client.ping()
         response = writer.patch(f"{ITEMS}/sku-1", {"title": "Written while Redis was down"})
         assert response.status_code == 200
+    finally:
+        ratelimit.limiter.cache_clear()
+
+
+def test_a_write_renews_its_mark_again_once_committed(world, writer, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        writer.patch(f"{ITEMS}/sku-1", {"title": "Blue shoe"})
+        during = marks_of(world.tenant)  # renewed at once, before the commit ...
+    for callback in callbacks:
+        callback()
+    after = marks_of(world.tenant)  # ... and again after it: what was read in between is dropped
+    assert after.catalog != during.catalog and after.model == during.model
+
+
+def test_after_a_failed_renewal_writes_do_not_wait_for_redis(
+    world, writer, private_redis, settings, monkeypatch
+):
+    settings.RATE_LIMIT_REDIS_URL = private_redis.url
+    settings.RATE_LIMIT_REDIS_TIMEOUT = 0.2
+    ratelimit.limiter.cache_clear()
+    try:
+        private_redis.stop()
+        tenant_id = str(world.tenant.id)
+        ratelimit.tenant_marks_renew(tenant_id, catalog=True)  # fails: Redis is down
+        assert ratelimit._open_until > time.monotonic()
+        calls = []
+        real = ratelimit._fields_renew
+        monkeypatch.setattr(ratelimit, "_fields_renew", lambda *args: calls.append(args) or real(*args))
+        ratelimit.tenant_marks_renew(tenant_id, catalog=True)
+        assert calls == []  # skipped while the limiter backs off, as its own calls are
     finally:
         ratelimit.limiter.cache_clear()

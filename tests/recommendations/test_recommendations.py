@@ -360,3 +360,20 @@ def test_the_hourly_job_retrains_only_tenants_with_newer_interactions(world, sho
     assert EngineState.objects.get(tenant=world.tenant).model_version == ours + 1
     assert EngineState.objects.get(tenant=world.other_tenant).model_version == 1
     assert engines_train_stale() == 0
+
+
+@pytest.mark.redis
+def test_interactions_are_recorded_while_the_shared_cache_is_down(world, make_key, private_redis, settings):
+    from django.conf import settings as live
+
+    _, secret = make_key()
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=secret)
+    client.post("/api/v1/items", {"items": [{"id": "i1", "title": "Item"}]})
+    settings.CACHES = {
+        "default": {**live.CACHES["default"], "LOCATION": private_redis.url, "KEY_PREFIX": "down"}
+    }
+    private_redis.stop()  # the cache ignores its errors: its counter reads as nothing
+    response = client.post("/api/v1/interactions", {"user_id": "u", "item_id": "i1", "type": "view"})
+    assert response.status_code == 202
+    assert Interaction.objects.filter(tenant=world.tenant, user_id="u").count() == 1
