@@ -22,7 +22,8 @@ keepalive = 5
 # shared socket the worker that wakes first takes them, and a client's (or a proxy's) few keep-alive
 # connections could all land on one worker (seen in the benchmark: 8 of 8, half the throughput).
 # The price: connections still queued on a worker's socket are reset when that worker exits (a
-# reload, a crash, GUNICORN_MAX_REQUESTS); GUNICORN_REUSE_PORT=false goes back to one shared socket.
+# reload, a crash, GUNICORN_MAX_REQUESTS), and a new worker's share of connections waits while it
+# loads the project. GUNICORN_REUSE_PORT=false goes back to one shared socket.
 reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").lower() in ("1", "true", "yes")
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 accesslog = None  # the app writes one JSON line per request itself
