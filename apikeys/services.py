@@ -7,12 +7,13 @@ from datetime import datetime, timedelta
 from functools import cached_property
 
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
 from apikeys.models import KEY_PREFIX, VISIBLE_PREFIX_LENGTH, ApiKey, key_digest
 from config.exceptions import Conflict
+from config.transactions import now_and_after_commit
 from tenants.audit import audit_record, snapshot
 from tenants.models import Tenant
 from usage.limits import Limits, tenant_rate_limits
@@ -140,9 +141,7 @@ def api_keys_cache_invalidate(*, tenant: Tenant | None = None, keys: list[ApiKey
     """Drops cached keys from the shared cache and renews their tenants' credentials generation, so
     every server process sees the change on its next request. Inside a transaction this is done again
     once it has committed: a process that read the old row in between forgets it then."""
-    _invalidate(tenant, keys)
-    if connection.in_atomic_block:
-        transaction.on_commit(lambda: _invalidate(tenant, keys))
+    now_and_after_commit(lambda: _invalidate(tenant, keys))
 
 
 def _invalidate(tenant: Tenant | None, keys: list[ApiKey] | None) -> None:

@@ -12,15 +12,16 @@ from functools import cache as memoized
 
 import numpy as np
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F
 from scipy import sparse
 
+from config.transactions import now_and_after_commit
 from recommendations import vectors
 from recommendations.models import EngineState, Interaction, Item
 from recommendations.training import CollaborativeModel, interaction_weight
 from tenants.models import Tenant
-from usage.ratelimit import Marks, tenant_marks_renew
+from usage.ratelimit import Marks, mark_stands, tenant_marks_renew
 
 HISTORY_LENGTH = 200
 # Weight of an interaction relative to the one after it: tastes drift, the last few count most.
@@ -35,9 +36,6 @@ POPULARITY_EXPONENT = 0.5
 MAX_INDEXED_TENANTS = 256
 # Changes drop the cached version at once; the TTL only bounds a drop lost to a cache outage.
 VERSION_TTL_SECONDS = 60
-# Likewise, an index confirmed by the tenant's change marks is trusted this long at most without
-# reading its versions again, in case a mark's renewal was lost.
-MARKS_TRUST_SECONDS = VERSION_TTL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -137,8 +135,7 @@ def catalog_changed(tenant_id: str) -> None:
     _, created = EngineState.objects.get_or_create(tenant_id=tenant_id, defaults={"catalog_version": 1})
     if not created:
         EngineState.objects.filter(tenant_id=tenant_id).update(catalog_version=F("catalog_version") + 1)
-    cache.delete(version_key(tenant_id))
-    transaction.on_commit(lambda: cache.delete(version_key(tenant_id)))
+    now_and_after_commit(lambda: cache.delete(version_key(tenant_id)))
     tenant_marks_renew(tenant_id, catalog=True)
 
 
@@ -238,12 +235,7 @@ def index_for(tenant_id: str, marks: Marks | None = None) -> TenantIndex:
     the request's rate-limit round trip), an index confirmed under the same marks is current as it is."""
     with _indexes_lock:
         index = _indexes.get(tenant_id)
-        if (
-            marks is not None
-            and index is not None
-            and index.marks == marks
-            and time.monotonic() - index.marked_at < MARKS_TRUST_SECONDS
-        ):
+        if marks is not None and index is not None and mark_stands(index.marks, index.marked_at, marks):
             _indexes.move_to_end(tenant_id)
             return index
     # With marks that changed, the shared cache may still hold the old version for a moment: the

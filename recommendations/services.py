@@ -24,7 +24,7 @@ from recommendations.models import EngineState, Interaction, Item
 from recommendations.remote import UpstreamError, service_client
 from recommendations.training import interaction_weight, model_train
 from tenants.models import Tenant
-from usage.ratelimit import Marks, tenant_marks_renew
+from usage.ratelimit import Marks, mark_stands, tenant_marks_renew
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class _KeptItems:
     def get(self, key: tuple[str, str], mark: str) -> tuple | None:
         with self.lock:
             kept = self.entries.get(key)
-            if kept is None or kept[0] != mark or time.monotonic() - kept[1] >= engine.MARKS_TRUST_SECONDS:
+            if kept is None or not mark_stands(kept[0], kept[1], mark):
                 return None
             self.entries.move_to_end(key)
             return kept[2]

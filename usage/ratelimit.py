@@ -13,11 +13,11 @@ from functools import cache
 
 import redis
 from django.conf import settings
-from django.db import connection, transaction
 from django.http import HttpRequest
 from prometheus_client import Counter, Histogram
 
 from config.exceptions import RateLimitExceeded
+from config.transactions import now_and_after_commit
 from usage.limits import WINDOWS, Limits
 
 LONGEST_PERIOD = max(period for _, _, period in WINDOWS)
@@ -142,6 +142,16 @@ class Marks:
 
     catalog: str
     model: str
+
+
+# What a process keeps under a mark is trusted this long at most, in case a renewal was lost (Redis
+# unreachable at that moment).
+MARKS_TRUST_SECONDS = 60.0
+
+
+def mark_stands(kept_under: object, kept_at: float, current: object) -> bool:
+    """Whether what a process kept under a mark (or marks) at `kept_at` (monotonic) is still good."""
+    return kept_under == current and time.monotonic() - kept_at < MARKS_TRUST_SECONDS
 
 
 @dataclass(frozen=True)
@@ -383,15 +393,13 @@ def tenant_marks_renew(tenant_id: str, *, catalog: bool = False, model: bool = F
     tenant's next request. Inside a transaction this is done again once it has committed, so that
     what a process read in between is dropped too."""
     fields = (CATALOG_MARK_FIELD,) * catalog + (MODEL_MARK_FIELD,) * model
-    _marks_renew(tenant_id, fields)
-    if connection.in_atomic_block:
-        transaction.on_commit(lambda: _marks_renew(tenant_id, fields))
+    now_and_after_commit(lambda: _marks_renew(tenant_id, fields))
 
 
 def _marks_renew(tenant_id: str, fields: tuple[str, ...]) -> None:
     """Like the limiter, skips Redis for a moment after it failed: a write does not wait for its
     timeout (twice, the first time holding its locks), and what is kept under a mark is trusted
-    for a bounded time anyway (recommendations.engine.MARKS_TRUST_SECONDS)."""
+    for a bounded time anyway (MARKS_TRUST_SECONDS)."""
     global _open_until
     if time.monotonic() < _open_until:
         return

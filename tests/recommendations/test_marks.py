@@ -108,7 +108,7 @@ class TestItemsKept:
         Item.objects.filter(tenant=world.tenant, external_id="sku-1").update(title="Unannounced")
         assert writer.get(f"{ITEMS}/sku-1").json()["title"] == "Red shoe"
         # ... is seen once the time a mark is trusted has passed.
-        monkeypatch.setattr(engine, "MARKS_TRUST_SECONDS", 0.0)
+        monkeypatch.setattr(ratelimit, "MARKS_TRUST_SECONDS", 0.0)
         assert writer.get(f"{ITEMS}/sku-1").json()["title"] == "Unannounced"
 
     def test_tenants_never_see_each_others_items(self, world, writer, make_key):
