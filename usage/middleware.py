@@ -3,7 +3,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from usage.events import usage_event, usage_event_record
+from usage.events import usage_event, usage_event_send
 
 
 class UsageMiddleware:
@@ -21,5 +21,6 @@ class UsageMiddleware:
                 response[name] = value
         event = usage_event(request, response, started, started_at)
         if event is not None:
-            usage_event_record(event)
+            # Confirmed once the server has sent the answer: Django closes the response then.
+            response._resource_closers.append(usage_event_send(event))
         return response

@@ -232,7 +232,7 @@ class RedisLimiter:
         args: list[float | int | str] = [clock(), generation or "", HASH_TTL_SECONDS]
         for _, limit, period in windows:
             args += [limit, period]
-        result = self.script(keys=[bucket_key(tenant_id)], args=args)
+        result = self._run(bucket_key(tenant_id), args)
         if int(result[0]) == -1:
             raise StaleGeneration()
         allowed, refused, wait, catalog, model, *tokens = result
@@ -244,6 +244,26 @@ class RedisLimiter:
             [float(t) for t in tokens],
             Marks(catalog=catalog.decode(), model=model.decode()),
         )
+
+    def _run(self, key: str, args: list[float | int | str]) -> list:
+        """The script, by its digest, on a connection of the client's pool. Once per API request, so
+        without the client's per-command layers: no retries (a failure lets the request through and
+        the limiter backs off), no observability hooks. A script Redis does not know (a restart, a
+        SCRIPT FLUSH) goes through the client's Script, which loads it."""
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_command("EVALSHA", self.script.sha, 1, key, *args)
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:
+            pass
+        except BaseException:
+            # It may hold half a reply: not reused.
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
+        return self.script(keys=[key], args=args)
 
     def generation(self, tenant_id: str) -> str:
         """The tenant's generation, created if it has none (a hash that expired or was deleted), so

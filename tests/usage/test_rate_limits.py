@@ -266,3 +266,21 @@ def test_redis_going_away_fails_open_and_comes_back(
         assert_error(key_client.get(probe), 429, "RATE_LIMIT_EXCEEDED")
     finally:
         ratelimit.limiter.cache_clear()
+
+
+@pytest.mark.redis
+def test_a_script_redis_no_longer_knows_is_loaded_again(
+    world, key_client, probe, private_redis, settings, clock
+):
+    settings.RATE_LIMIT_REDIS_URL = private_redis.url
+    ratelimit.limiter.cache_clear()
+    limit(world, minute=3)
+    try:
+        assert key_client.get(probe)["X-RateLimit-Remaining"] == "2"
+        ratelimit.limiter().client.script_flush()  # as after a restart or a SCRIPT FLUSH
+        assert key_client.get(probe)["X-RateLimit-Remaining"] == "1"
+        assert key_client.get(probe)["X-RateLimit-Remaining"] == "0"
+        assert_error(key_client.get(probe), 429, "RATE_LIMIT_EXCEEDED")
+        assert not ratelimit.limiter().client.connection_pool._in_use_connections
+    finally:
+        ratelimit.limiter.cache_clear()
