@@ -1,0 +1,80 @@
+"""The Lua the rate limiter runs in Redis. A module of its own, free of models, so that the
+benchmark's baseline (which loads no Django app) runs the same script."""
+
+# KEYS[1]: the tenant's bucket hash. ARGV: now, the credentials generation the caller expects ('' for
+# none), the seconds the hash lives after its last use, then capacity and period of each window.
+# The hash also holds the tenant's credentials generation (field g), replaced whenever a key or the
+# tenant changes: a process that remembers a key confirms it here, in the same round trip, and a
+# mismatch answers {-1} before any token is taken.
+# It holds the tenant's change marks too (fields c and m), replaced whenever its catalog or its model
+# changes, and created here when missing: what a process keeps of either is good while its mark stands.
+# Every bucket is refilled for the time passed; the request takes one token from each bucket
+# only if every bucket has one, so a refused request takes nothing.
+BUCKETS_SCRIPT = """
+local now = tonumber(ARGV[1])
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'g') ~= ARGV[2] then
+  return {-1}
+end
+local marks = redis.call('HMGET', KEYS[1], 'c', 'm')
+if not marks[1] or not marks[2] then
+  local clock = redis.call('TIME')
+  local fresh = 't' .. clock[1] .. '.' .. clock[2]
+  for i, name in ipairs({'c', 'm'}) do
+    if not marks[i] then
+      marks[i] = fresh
+      redis.call('HSET', KEYS[1], name, fresh)
+    end
+  end
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+local windows = (#ARGV - 3) / 2
+if windows == 0 then return {1, 0, '0', marks[1], marks[2]} end
+local fields = {}
+for i = 1, windows do
+  fields[#fields + 1] = 't' .. i
+  fields[#fields + 1] = 's' .. i
+end
+local state = redis.call('HMGET', KEYS[1], unpack(fields))
+local tokens = {}
+local now_of = {}
+local allowed = 1
+local refused = 0
+local wait = 0
+for i = 1, windows do
+  local capacity = tonumber(ARGV[2 * i + 2])
+  local period = tonumber(ARGV[2 * i + 3])
+  local rate = capacity / period
+  local t = tonumber(state[2 * i - 1])
+  local since = tonumber(state[2 * i])
+  if t == nil or since == nil then
+    t = capacity
+    since = now
+  end
+  -- A process whose clock reading is older than the bucket's refills nothing and does not move the
+  -- bucket back in time (else the next caller would be credited the same seconds again).
+  if since > now then now_of[i] = since else now_of[i] = now end
+  t = math.min(capacity, t + (now_of[i] - since) * rate)
+  tokens[i] = t
+  if t < 1 then
+    allowed = 0
+    local needed = (1 - t) / rate
+    if needed > wait then
+      wait = needed
+      refused = i
+    end
+  end
+end
+local update = {}
+for i = 1, windows do
+  if allowed == 1 then tokens[i] = tokens[i] - 1 end
+  update[#update + 1] = 't' .. i
+  update[#update + 1] = string.format('%.6f', tokens[i])
+  update[#update + 1] = 's' .. i
+  update[#update + 1] = string.format('%.6f', now_of[i])
+end
+redis.call('HSET', KEYS[1], unpack(update))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local result = {allowed, refused, string.format('%.6f', wait), marks[1], marks[2]}
+for i = 1, windows do result[#result + 1] = string.format('%.6f', tokens[i]) end
+return result
+"""
