@@ -8,12 +8,11 @@ import redis
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
-from redis.commands.core import Script
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from usage.scripts import BUCKETS_SCRIPT
+from usage.redis_calls import BUCKETS_SCRIPT, redis_call
 
 PAYLOAD = {"id": "item-42", "title": "Trail shoe", "categories": ["running"], "is_active": True}
 # What the limiter's script is given for a tenant of three windows, none of them ever refusing here.
@@ -33,19 +32,18 @@ BUFFER_KEY = "{baseline}:buffer"
 
 
 @cache
-def _redis() -> tuple[redis.Redis, Script]:
+def _redis() -> tuple[redis.Redis, str]:
     client = redis.Redis.from_url(settings.BASELINE_REDIS_URL)
-    return client, client.register_script(BUCKETS_SCRIPT)
+    return client, client.script_load(BUCKETS_SCRIPT)
 
 
 class DrfRoundTrips(APIView):
-    """Baseline B plus the two Redis round trips every API-key request makes, and nothing else: the
-    limiter's script and the push of a usage event of the same size. No implementation of this
-    design can be faster than this."""
+    """Baseline B plus the two Redis round trips every API-key request makes, made as the app makes
+    them, and nothing else: the limiter's script and the push of a usage event of the same size."""
 
     def get(self, request: Request) -> Response:
-        client, script = _redis()
-        script(keys=["ratelimit:{baseline}"], args=[time.time(), "", 86460, *WINDOWS])
+        client, digest = _redis()
+        redis_call(client, "EVALSHA", digest, 1, "ratelimit:{baseline}", time.time(), "", 86460, *WINDOWS)
         event = {
             "event_id": str(uuid.uuid4()),
             "request_id": str(uuid.uuid4()),
@@ -61,7 +59,7 @@ class DrfRoundTrips(APIView):
             "response_size_bytes": 227,
             "timestamp": datetime.now(UTC).isoformat(),
         }
-        client.rpush(BUFFER_KEY, json.dumps(event, separators=(",", ":")))
+        redis_call(client, "RPUSH", BUFFER_KEY, json.dumps(event, separators=(",", ":")))
         return Response(PAYLOAD)
 
 

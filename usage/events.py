@@ -9,7 +9,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 
@@ -22,6 +21,7 @@ from prometheus_client import Counter
 
 from config.routes import route_pattern
 from usage.models import UsageLog
+from usage.redis_calls import redis_call
 
 logger = logging.getLogger(__name__)
 
@@ -108,70 +108,16 @@ def usage_event(
 
 def usage_event_record(event: dict) -> None:
     """Buffers the event in Redis, or writes it to the database when there is no Redis to take it."""
-    usage_event_send(event)()
-
-
-def usage_event_send(event: dict) -> Callable[[], None]:
-    """Hands the event to the Redis buffer and returns what confirms it: call that once the answer
-    has gone (the middleware does, when the response closes).
-
-    The push is written now, on a connection held until the confirmation reads its reply: the
-    request does not wait for Redis before answering, yet the event is in Redis's socket before the
-    answer leaves, so a read of usage made after the answer (it flushes the buffer through Redis)
-    comes after it. If the push cannot be written, or its reply is an error, the event is written
-    to the database instead, as it is when there is no Redis at all."""
     client = buffer_client()
-    if client is None:
-        _database_record(event)
-        return _nothing
-    pool = client.connection_pool
-    try:
-        connection = pool.get_connection()
-    except redis.RedisError as exc:
-        _buffer_failed(exc)
-        _database_record(event)
-        return _nothing
-    try:
-        connection.send_command("RPUSH", BUFFER_KEY, json.dumps(event, separators=(",", ":")))
-    except redis.RedisError as exc:
-        _discard(pool, connection, exc)
-        _database_record(event)
-        return _nothing
-    confirmed = False
-
-    def confirm() -> None:
-        nonlocal confirmed
-        if confirmed:
-            return
-        confirmed = True
+    if client is not None:
         try:
-            connection.read_response()
-        except redis.RedisError as exc:
-            _discard(pool, connection, exc)
-            _database_record(event)
+            redis_call(client, "RPUSH", BUFFER_KEY, json.dumps(event, separators=(",", ":")))
+            usage_events_total.labels("buffer").inc()
             return
-        pool.release(connection)
-        usage_events_total.labels("buffer").inc()
-
-    return confirm
-
-
-def _nothing() -> None:
-    pass
-
-
-def _discard(pool: redis.ConnectionPool, connection: redis.Connection, exc: Exception) -> None:
-    # A connection that failed midway may hold half a reply: it is not reused.
-    connection.disconnect()
-    pool.release(connection)
-    _buffer_failed(exc)
-
-
-def _buffer_failed(exc: Exception) -> None:
-    logger.warning("Usage buffer unavailable (%s); writing the event to the database", exc.__class__.__name__)
-
-
-def _database_record(event: dict) -> None:
+        except redis.RedisError as exc:
+            logger.warning(
+                "Usage buffer unavailable (%s); writing the event to the database", exc.__class__.__name__
+            )
     try:
         usage_rows_insert([event])
         usage_events_total.labels("database").inc()

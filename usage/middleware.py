@@ -3,7 +3,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from usage.events import usage_event, usage_event_send
+from usage.events import usage_event, usage_event_record
 
 
 class UsageMiddleware:
@@ -21,6 +21,5 @@ class UsageMiddleware:
                 response[name] = value
         event = usage_event(request, response, started, started_at)
         if event is not None:
-            # Confirmed once the server has sent the answer: Django closes the response then.
-            response._resource_closers.append(usage_event_send(event))
+            usage_event_record(event)
         return response

@@ -19,7 +19,7 @@ from prometheus_client import Counter, Histogram
 from config.exceptions import RateLimitExceeded
 from config.transactions import now_and_after_commit
 from usage.limits import WINDOWS, Limits
-from usage.scripts import BUCKETS_SCRIPT
+from usage.redis_calls import BUCKETS_SCRIPT, redis_call
 
 LONGEST_PERIOD = max(period for _, _, period in WINDOWS)
 # How long a tenant's hash outlives its last use: its buckets would be full again by then.
@@ -169,24 +169,12 @@ class RedisLimiter:
         )
 
     def _run(self, key: str, args: list[float | int | str]) -> list:
-        """The script, by its digest, on a connection of the client's pool. Once per API request, so
-        without the client's per-command layers: no retries (a failure lets the request through and
-        the limiter backs off), no observability hooks. A script Redis does not know (a restart, a
-        SCRIPT FLUSH) goes through the client's Script, which loads it."""
-        pool = self.client.connection_pool
-        connection = pool.get_connection()
+        """The script by its digest; one Redis does not know (a restart, a SCRIPT FLUSH) goes through
+        redis-py's Script, which loads it."""
         try:
-            connection.send_command("EVALSHA", self.script.sha, 1, key, *args)
-            return connection.read_response()
+            return redis_call(self.client, "EVALSHA", self.script.sha, 1, key, *args)
         except redis.exceptions.NoScriptError:
-            pass
-        except BaseException:
-            # It may hold half a reply: not reused.
-            connection.disconnect()
-            raise
-        finally:
-            pool.release(connection)
-        return self.script(keys=[key], args=args)
+            return self.script(keys=[key], args=args)
 
     def generation(self, tenant_id: str) -> str:
         """The tenant's generation, created if it has none (a hash that expired or was deleted), so
