@@ -1,4 +1,4 @@
-"""Seeds the benchmark tenant: 10,000 items, about 100,000 interactions, a trained engine, an API key
+"""Seeds the benchmark tenant: 10,000 items, 100,000 interactions, a trained engine, an API key
 and a user's JWT. Prints them as one JSON line. `python -m bench.seed` with the server's environment."""
 
 import json
@@ -23,7 +23,8 @@ def main() -> None:
     from tests.recommendations.synthetic import generate
     from usage.services import rate_limits_set
 
-    items, users = int(os.environ.get("BENCH_ITEMS", "10000")), int(os.environ.get("BENCH_USERS", "4000"))
+    items = int(os.environ.get("BENCH_ITEMS", "10000"))
+    interactions = int(os.environ.get("BENCH_INTERACTIONS", "100000"))
     tenant, admin = tenant_create(
         name="Benchmark",
         slug=f"bench-{int(time.time())}",
@@ -32,7 +33,11 @@ def main() -> None:
     )
     # High enough never to refuse: the limiter still runs its script on every request.
     rate_limits_set(tenant=tenant, requests_per_minute=10**9, requests_per_hour=10**9, requests_per_day=10**9)
-    data = generate(items=items, clusters=100, users=users, seed=5)
+    # Users have 8 to 39 interactions each (23.5 on average): enough users for the count asked, the
+    # last one's history cut where the count is reached.
+    data = generate(items=items, clusters=100, users=interactions * 10 // 220 + 10, seed=5)
+    rows = min(interactions, len(data.users))
+    users = int(data.users[rows - 1]) + 1
     catalog = [
         {
             "id": f"item-{n}",
@@ -56,7 +61,7 @@ def main() -> None:
                 type=data.types[row],
                 timestamp=datetime.fromtimestamp(min(data.times[row], time.time()), tz=UTC),
             )
-            for row in range(len(data.users))
+            for row in range(rows)
         ),
         batch_size=5000,
     )
