@@ -1,6 +1,6 @@
 """Baselines of the benchmark: the same Django and DRF, with no middleware, no database, no auth.
 What a request costs here is the ceiling of the framework on this machine; baseline C adds the two
-Redis round trips of every API-key request, the ceiling of the design."""
+Redis round trips of every API-key request: what the design costs before any work of its own."""
 
 import os
 
