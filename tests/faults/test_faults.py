@@ -162,7 +162,9 @@ def test_a_gunicorn_worker_killed_mid_request_leaves_the_others_serving(world, l
         assert 200 in outcomes
         assert not [o for o in outcomes if isinstance(o, int) and o != 200]  # no 5xx from anyone
         failed = [o for o in outcomes if not isinstance(o, int)]
-        assert len(failed) <= 8  # at most the requests that were inside the killed worker
+        # At most the requests inside the killed worker and those queued on its own listening socket
+        # (reuse_port, config/gunicorn.py) until the kernel closed it: a caller may lose one of each.
+        assert len(failed) <= 16
         after = [get(server.url, key).status_code for _ in range(40)]
         assert after == [200] * 40
         assert victim not in server.worker_pids() and len(server.worker_pids()) == 2  # replaced
