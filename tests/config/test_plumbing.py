@@ -290,3 +290,28 @@ class TestDatabaseHealthCheck:
             assert spare.connection is not None
         finally:
             spare.in_atomic_block = False
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+class TestPreparedStatements:
+    def test_a_query_a_connection_repeats_is_prepared(self, world):
+        from recommendations.engine import user_history
+
+        for _ in range(6):
+            assert user_history(str(world.tenant.id), "someone") == []
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            prepared = [row[0] for row in cursor.fetchall()]
+        assert any('FROM "interactions"' in statement for statement in prepared), prepared
+
+    @pytest.mark.parametrize(("switch", "prepared"), [("true", True), ("false", False)])
+    def test_they_can_be_switched_off_for_a_pooler(self, switch, prepared):
+        result = _settings_subprocess(
+            "shell",
+            "-c",
+            "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])",
+            DEBUG="true",
+            DB_PREPARED_STATEMENTS=switch,
+        )
+        assert result.returncode == 0, result.stderr
+        assert ("'prepare_threshold': 5" in result.stdout) is prepared
