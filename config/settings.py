@@ -106,9 +106,10 @@ if IS_POSTGRES:
     # restart no request fails on a connection the server has closed.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
-    # A query a connection repeats (an item read, a user's history) is prepared on its fifth run:
-    # PostgreSQL then skips parsing and planning it. DB_PREPARED_STATEMENTS=false behind a pooler
-    # that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+    # A query a connection repeats (an item read, a user's history) is prepared after five runs:
+    # PostgreSQL then skips parsing and planning it (config.postgresql prepares it again when a
+    # migration changed its columns). DB_PREPARED_STATEMENTS=false behind a pooler that cannot keep
+    # prepared statements (PgBouncer in transaction mode without max_prepared_statements).
     if env.bool("DB_PREPARED_STATEMENTS", default=True):
         DATABASES["default"]["OPTIONS"].update({"server_side_binding": True, "prepare_threshold": 5})
 else:

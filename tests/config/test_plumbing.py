@@ -304,6 +304,27 @@ class TestPreparedStatements:
             prepared = [row[0] for row in cursor.fetchall()]
         assert any('FROM "interactions"' in statement for statement in prepared), prepared
 
+    @pytest.mark.django_db(transaction=True)
+    def test_one_a_migration_made_stale_runs_again(self):
+        """After a column it returns changed type in another session (a deploy's migration)."""
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE prepared_probe (v varchar(10))")
+        try:
+            for _ in range(6):  # prepared on the sixth run
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT v FROM prepared_probe WHERE v = %s", ["x"])
+            migration = connections.create_connection("default")
+            with migration.cursor() as cursor:
+                cursor.execute("ALTER TABLE prepared_probe ALTER COLUMN v TYPE varchar(20)")
+            migration.close()
+            for _ in range(2):
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT v FROM prepared_probe WHERE v = %s", ["x"])
+                    assert cursor.fetchall() == []
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("DROP TABLE prepared_probe")
+
     @pytest.mark.parametrize(("switch", "prepared"), [("true", True), ("false", False)])
     def test_they_can_be_switched_off_for_a_pooler(self, switch, prepared):
         result = _settings_subprocess(
@@ -315,3 +336,4 @@ class TestPreparedStatements:
         )
         assert result.returncode == 0, result.stderr
         assert ("'prepare_threshold': 5" in result.stdout) is prepared
+        assert ("'server_side_binding': True" in result.stdout) is prepared
