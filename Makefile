@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_WORKERS ?= auto
 
-.PHONY: install install-dev install-browser run demo migrate test lint check format worker beat bench clean
+.PHONY: install install-dev install-browser run demo migrate test lint check format worker beat bench bench-serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ beat: install
 bench: install-dev
 	@command -v wrk >/dev/null || (apt-get install -y wrk || (apt-get update && apt-get install -y wrk))
 	$(BIN)/python -m bench.run
+
+# The benchmark's stack and tenant, left running for a load generator of one's own (see bench/run.py).
+bench-serve: install-dev
+	$(BIN)/python -m bench.run --serve
 
 clean:
 	rm -rf $(VENV) staticfiles .coverage .pytest_cache

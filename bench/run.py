@@ -1,12 +1,13 @@
 """The load benchmark: `make bench`.
 
 Starts, on this machine, PostgreSQL- and Redis-backed gunicorn with production settings (workers =
-cores) and a Celery worker; seeds a tenant (10,000 items, ~100,000 interactions); drives each scenario
+cores) and a Celery worker; seeds a tenant (10,000 items, 100,000 interactions); drives each scenario
 with wrk from a separate process for a fixed duration at 8 and 32 connections, side by side with three
 baselines served by the same gunicorn set-up (a bare Django view, a bare DRF view, and that DRF view
 plus the two Redis round trips every API-key request makes: the limiter's script and the usage
 event's push); checks that the usage rows equal the requests the server answered; writes
-bench/RESULTS.md and bench/results.json.
+bench/RESULTS.md and bench/results.json. With --serve (`make bench-serve`) it starts the same stack and
+tenant and waits for a load generator of one's own, then makes the same usage check.
 
 Environment: BENCH_DURATION (seconds per run, default 10), BENCH_WARMUP (seconds of unmeasured load
 before each scenario, default 2; BENCH_ITEM_WARMUP for GET item, default 30), BENCH_CONNECTIONS
@@ -38,6 +39,12 @@ PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432").rstrip("/"
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/9")
 CORES = os.cpu_count() or 1
 APP_PORT, BASE_PORT = 8701, 8702
+SCENARIO_ROUTES = [
+    ("/api/v1/items/{item_id}", "GET"),
+    ("/api/v1/recommendations", "POST"),
+    ("/api/v1/interactions", "POST"),
+    ("/api/v1/items", "GET"),
+]
 
 
 def log(message: str) -> None:
@@ -115,6 +122,33 @@ def served_by_route(port: int) -> dict[tuple[str, str], int]:
     return counts
 
 
+def usage_check(key: str) -> list[dict]:
+    """Per scenario route: the requests the server answered against the usage rows the tenant sees."""
+    # A load generator stops with requests still queued in the server: wait until it has answered them.
+    served, settled = served_by_route(APP_PORT), False
+    while not settled:
+        time.sleep(1)
+        latest = served_by_route(APP_PORT)
+        settled, served = latest == served, latest
+    today = datetime.now(UTC).date()
+    usage = http_json(
+        f"http://127.0.0.1:{APP_PORT}/api/v1/usage?start={today - timedelta(days=1)}"
+        f"&end={today + timedelta(days=1)}",
+        key,
+    )
+    metered = {(row["endpoint"], row["method"]): row["requests"] for row in usage["by_endpoint"]}
+    return [
+        {
+            "endpoint": endpoint,
+            "method": method,
+            "served": served.get((endpoint, method), 0),
+            "usage_rows": metered.get((endpoint, method), 0),
+            "equal": served.get((endpoint, method), 0) == metered.get((endpoint, method), 0),
+        }
+        for endpoint, method in SCENARIO_ROUTES
+    ]
+
+
 def flush_redis() -> None:
     run([PYTHON, "-c", "import redis,sys; redis.Redis.from_url(sys.argv[1]).flushdb()", REDIS], check=False)
 
@@ -182,6 +216,11 @@ class Stack:
         wait_ready(APP_PORT, "/ready")
         wait_ready(BASE_PORT, "/baseline/django")
 
+    def seed(self) -> dict:
+        """The tenant of every scenario, with its API key and a user's JWT."""
+        log("seeding the tenant (10,000 items, 100,000 interactions) and training its engine")
+        return json.loads(run([PYTHON, "-m", "bench.seed"], env=self.env).strip().splitlines()[-1])
+
     def spawn(self, command: list[str], env: dict, log_file: Path) -> None:
         if command[0] == "gunicorn":
             command = [str(Path(PYTHON).parent / "gunicorn"), *command[1:]]
@@ -217,16 +256,18 @@ class Stack:
 
 
 def main() -> None:
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: `make bench` installs it (apt-get install wrk).")
     shutil.rmtree(BENCH / "out", ignore_errors=True)
     (BENCH / "out").mkdir(parents=True)
+    if "--serve" in sys.argv[1:]:
+        serve()
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: `make bench` installs it (apt-get install wrk).")
     stack = Stack()
     try:
         log(f"starting gunicorn ({CORES} workers), the baselines and a Celery worker on {stack.database}")
         stack.start()
-        log("seeding the tenant (10,000 items, ~100,000 interactions) and training its engine")
-        seed = json.loads(run([PYTHON, "-m", "bench.seed"], env=stack.env).strip().splitlines()[-1])
+        seed = stack.seed()
         key, jwt = f"Bearer {seed['api_key']}", f"Bearer {seed['jwt']}"
         shared = {"BENCH_ITEMS": str(seed["items"]), "BENCH_USERS": str(seed["users"])}
         scenarios = [
@@ -264,35 +305,7 @@ def main() -> None:
                 row["vs_baseline_b"] = round(row["rps"] / base_b, 3)
                 row["vs_baseline_c"] = round(row["rps"] / base_c, 3)
         log("checking that the usage rows equal the requests the server answered")
-        # wrk stops with requests still queued in the server: wait until it has answered them all.
-        served, settled = served_by_route(APP_PORT), False
-        while not settled:
-            time.sleep(1)
-            latest = served_by_route(APP_PORT)
-            settled, served = latest == served, latest
-        today = datetime.now(UTC).date()
-        usage = http_json(
-            f"http://127.0.0.1:{APP_PORT}/api/v1/usage?start={today - timedelta(days=1)}"
-            f"&end={today + timedelta(days=1)}",
-            key,
-        )
-        metered = {(row["endpoint"], row["method"]): row["requests"] for row in usage["by_endpoint"]}
-        checks = []
-        for route in [
-            ("/api/v1/items/{item_id}", "GET"),
-            ("/api/v1/recommendations", "POST"),
-            ("/api/v1/interactions", "POST"),
-            ("/api/v1/items", "GET"),
-        ]:
-            checks.append(
-                {
-                    "endpoint": route[0],
-                    "method": route[1],
-                    "served": served.get(route, 0),
-                    "usage_rows": metered.get(route, 0),
-                    "equal": served.get(route, 0) == metered.get(route, 0),
-                }
-            )
+        checks = usage_check(key)
         # Alone on the machine: the servers and the Celery worker (which would be flushing the load's
         # usage events meanwhile) are stopped first; PostgreSQL and Redis stay.
         stack.stop_processes()
@@ -326,6 +339,69 @@ def main() -> None:
     log("wrote bench/RESULTS.md and bench/results.json")
     if not all(check["equal"] for check in checks) or any(row["errors"] for row in results):
         sys.exit("usage rows differ from the requests served, or requests failed: see bench/RESULTS.md")
+
+
+def _stop_on_term(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def serve() -> None:
+    """`make bench-serve`: the same stack and tenant, left to a load generator of one's own choice.
+    On Ctrl-C or SIGTERM (or after BENCH_SERVE_SECONDS) it compares the usage rows with the requests
+    served, as `make bench` does, and stops everything."""
+    signal.signal(signal.SIGTERM, _stop_on_term)
+    limit = float(os.environ.get("BENCH_SERVE_SECONDS", "0")) or None
+    stack = Stack()
+    checks: list[dict] = []
+    try:
+        log(f"starting gunicorn ({CORES} workers), the baselines and a Celery worker on {stack.database}")
+        stack.start()
+        seed = stack.seed()
+        key, jwt = f"Bearer {seed['api_key']}", f"Bearer {seed['jwt']}"
+        app, base = f"http://127.0.0.1:{APP_PORT}", f"http://127.0.0.1:{BASE_PORT}"
+        guide = {
+            "app": app,
+            "baselines": {
+                "A": f"{base}/baseline/django",
+                "B": f"{base}/baseline/drf",
+                "C": f"{base}/baseline/drf-redis",
+            },
+            "api_key_authorization": key,
+            "jwt_authorization": jwt,
+            "items": seed["items"],
+            "users": seed["users"],
+            "scenarios": {
+                "item": f"GET {app}/api/v1/items/item-<0..{seed['items'] - 1}> with the API key",
+                "recommendations": f'POST {app}/api/v1/recommendations {{"user_id": "user-<0..'
+                f'{seed["users"] - 1}>", "count": 10}} with the API key',
+                "interactions": f'POST {app}/api/v1/interactions {{"interactions": [10 x {{"user_id", '
+                '"item_id", "type": "view"|"click"|"like"|"add_to_cart"|"purchase"}]} with the API key',
+                "item_list": f"GET {app}/api/v1/items?limit=20 with the JWT",
+            },
+            "wrk_example": f'BENCH_AUTH="{key}" BENCH_ITEMS={seed["items"]} wrk -t4 -c8 -d10s '
+            f"-s bench/wrk/item.lua {app}/",
+        }
+        (BENCH / "out" / "serve.json").write_text(json.dumps(guide, indent=2) + "\n")
+        print(json.dumps(guide, indent=2), flush=True)
+        log("serving (the above is also in bench/out/serve.json); Ctrl-C checks the usage rows and stops")
+        try:
+            started = time.monotonic()
+            while limit is None or time.monotonic() - started < limit:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C would leave the stack running
+        log("checking that the usage rows equal the requests the server answered")
+        checks = usage_check(key)
+    finally:
+        stack.stop()
+    for check in checks:
+        log(
+            f"{check['method']} {check['endpoint']}: served {check['served']}, usage rows "
+            f"{check['usage_rows']}, {'equal' if check['equal'] else 'NOT EQUAL'}"
+        )
+    if not all(check["equal"] for check in checks):
+        sys.exit("usage rows differ from the requests served")
 
 
 def write_markdown(report: dict) -> None:
