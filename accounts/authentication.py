@@ -20,6 +20,14 @@ JWT_MARK = b"eyJ"
 
 
 class JWTAuthentication(simplejwt.JWTAuthentication):
+    def get_raw_token(self, header: bytes) -> bytes | None:
+        """The token after the scheme, which HTTP compares case-insensitively: the login answers
+        `"token_type": "bearer"`, and a client may well send it back as written."""
+        scheme, space, rest = header.partition(b" ")
+        if scheme.lower() == b"bearer":
+            header = b"Bearer" + space + rest
+        return super().get_raw_token(header)
+
     def authenticate(self, request: Request) -> tuple[User, AccessToken] | None:  # type: ignore[override]
         header = self.get_header(request)
         if header is None:

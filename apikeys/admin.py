@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from apikeys import services
 from apikeys.models import ApiKey
 from config.exceptions import Conflict
+from tenants.models import Tenant
 
 
 class ApiKeyCreateForm(forms.ModelForm):
@@ -19,6 +20,12 @@ class ApiKeyCreateForm(forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = ("tenant", "name", "permissions", "expires_at")
+
+    def clean_tenant(self) -> Tenant:
+        tenant = self.cleaned_data["tenant"]
+        if tenant.status == Tenant.Status.CANCELLED:
+            raise forms.ValidationError(services.CANCELLED_TENANT_KEY)
+        return tenant
 
 
 @admin.register(ApiKey)

@@ -175,6 +175,9 @@ def _new_secret() -> tuple[str, str, str]:
     return key, key_digest(key), key[:VISIBLE_PREFIX_LENGTH]
 
 
+CANCELLED_TENANT_KEY = "The tenant is cancelled: it can have no new API keys."
+
+
 def api_key_create(
     *,
     tenant: Tenant,
@@ -186,6 +189,8 @@ def api_key_create(
     source: str = "api",
 ) -> tuple[ApiKey, str]:
     """Creates a key and returns it with its secret: the only time the secret exists."""
+    if tenant.status == Tenant.Status.CANCELLED:
+        raise Conflict(CANCELLED_TENANT_KEY)
     key, digest, prefix = _new_secret()
     api_key = ApiKey.objects.create(
         tenant=tenant,

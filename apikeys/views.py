@@ -103,13 +103,27 @@ class ApiKeyAdminViewSet(viewsets.GenericViewSet):
         staff_require(request, "apikeys.view_apikey")
         return Response(ApiKeyAdminSerializer(self.get_queryset(), many=True).data)
 
-    @extend_schema(request=ApiKeyAdminCreateSerializer, responses={201: ApiKeyWithSecretSerializer})
+    @extend_schema(
+        parameters=[OpenApiParameter("tenant", str, description="The tenant, if the body names none")],
+        request=ApiKeyAdminCreateSerializer,
+        responses={201: ApiKeyWithSecretSerializer},
+    )
     def create(self, request: Request) -> Response:
         staff_require(request, "apikeys.add_apikey")
-        body = ApiKeyAdminCreateSerializer(data=request.data)
+        body = ApiKeyAdminCreateSerializer(data=_with_tenant_of_query(request))
         body.is_valid(raise_exception=True)
         api_key, secret = services.api_key_create(created_by=request.user, **body.validated_data)  # type: ignore[arg-type]
         return _created(api_key, secret)
+
+
+def _with_tenant_of_query(request: Request) -> object:
+    """The body, with the tenant of `?tenant=` when the body names none (API.md's form of the URL)."""
+    tenant = request.query_params.get("tenant")
+    if not tenant or not isinstance(request.data, dict):
+        return request.data
+    if "tenant" in request.data and str(request.data["tenant"]) != tenant:
+        raise exceptions.ValidationError({"tenant": ["The body and the query name different tenants."]})
+    return {**request.data, "tenant": tenant}
 
 
 def _is_uuid(value: str) -> bool:

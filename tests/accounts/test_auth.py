@@ -96,6 +96,19 @@ class TestLogin:
 
 
 class TestAccessTokens:
+    @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer"])
+    def test_the_scheme_is_case_insensitive(self, api, world, client_for, scheme):
+        token = client_for(world.admin).tokens.access_token
+        api.credentials(HTTP_AUTHORIZATION=f"{scheme} {token}")
+        response = api.get(ME)
+        assert response.status_code == 200, response.content
+        assert response.json()["email"] == "admin@acme.test"
+
+    def test_another_scheme_is_not_a_token(self, api, world, client_for):
+        token = client_for(world.admin).tokens.access_token
+        api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        assert_error(api.get(ME), 401, "AUTHENTICATION_FAILED")
+
     def test_it_refuses_a_token_signed_with_another_key(self, api, world, client_for):
         token = client_for(world.admin).tokens.access_token
         payload = jwt.decode(token, options={"verify_signature": False})

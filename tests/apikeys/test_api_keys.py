@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from apikeys.models import ApiKey
 from apikeys.services import api_key_revoke, api_keys_cache_invalidate, cache_key
-from tenants.models import AuditEntry
+from tenants.models import AuditEntry, Tenant
 from tests.conftest import assert_error
 from usage import ratelimit
 from usage.events import buffer_client
@@ -430,6 +430,31 @@ class TestStaffApi:
         assert AuditEntry.objects.filter(object_id=response.json()["id"], actor=world.staff).exists()
         error = assert_error(staff.post(self.ADMIN_URL, {"name": "no tenant"}), 400, "VALIDATION_ERROR")
         assert "tenant" in error["details"]
+
+    def test_staff_name_the_tenant_in_the_query(self, world, client_for, probe):
+        staff = client_for(world.staff)
+        url = f"{self.ADMIN_URL}?tenant={world.other_tenant.id}"
+        response = staff.post(url, {"name": "by query", "permissions": ["read"]})
+        assert response.status_code == 201, response.content
+        assert key_client(response.json()["key"]).get(probe).json()["tenant"] == str(world.other_tenant.id)
+        both = {"tenant": str(world.other_tenant.id), "name": "both", "permissions": ["read"]}
+        same = staff.post(url, both)
+        assert same.status_code == 201
+        error = assert_error(
+            staff.post(url, {"tenant": str(world.tenant.id), "name": "two", "permissions": ["read"]}),
+            400,
+            "VALIDATION_ERROR",
+        )
+        assert "tenant" in error["details"]
+        assert not ApiKey.objects.filter(name="two").exists()
+
+    def test_a_cancelled_tenant_gets_no_new_key(self, world, client_for):
+        world.other_tenant.status = Tenant.Status.CANCELLED
+        world.other_tenant.save()
+        staff = client_for(world.staff)
+        body = {"tenant": str(world.other_tenant.id), "name": "late", "permissions": ["read"]}
+        assert_error(staff.post(self.ADMIN_URL, body), 409, "CONFLICT")
+        assert not ApiKey.objects.filter(name="late").exists()
 
     @pytest.mark.parametrize("who", ["admin", "developer", "viewer"])
     def test_tenant_users_may_not(self, world, client_for, who):

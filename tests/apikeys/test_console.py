@@ -1,7 +1,7 @@
 import re
 
 from apikeys.models import ApiKey, key_digest
-from tenants.models import AuditEntry
+from tenants.models import AuditEntry, Tenant
 
 
 def test_creating_a_key_shows_its_secret_once(console, world):
@@ -31,6 +31,24 @@ def test_creating_a_key_shows_its_secret_once(console, world):
         content = console.get(page).content.decode()
         assert api_key.prefix in content
         assert secret not in content
+
+
+def test_a_cancelled_tenant_gets_no_new_key_from_the_console(console, world):
+    world.tenant.status = Tenant.Status.CANCELLED
+    world.tenant.save()
+    response = console.post(
+        "/admin/apikeys/apikey/add/",
+        {
+            "tenant": str(world.tenant.id),
+            "name": "late",
+            "permissions": ["read"],
+            "expires_at_0": "",
+            "expires_at_1": "",
+        },
+    )
+    assert response.status_code == 200
+    assert "it can have no new API keys" in response.content.decode()
+    assert not ApiKey.objects.filter(name="late").exists()
 
 
 def test_the_list_and_the_revoke_action(console, world, make_key):

@@ -59,6 +59,14 @@ class TestErrorEnvelope:
         error = assert_error(response, 400, "VALIDATION_ERROR")
         assert "JSON" in error["message"]
 
+    @pytest.mark.parametrize(
+        "body", ["[" * 100_000 + "]" * 100_000, '{"email": ' * 50_000 + "1" + "}" * 50_000]
+    )
+    def test_json_nested_too_deeply_is_malformed_not_a_crash(self, api, db, body):
+        response = api.post("/api/v1/auth/login", data=body, content_type="application/json")
+        error = assert_error(response, 400, "VALIDATION_ERROR")
+        assert "nested too deeply" in error["message"]
+
     def test_wrong_content_type(self, api, db):
         response = api.post(
             "/api/v1/auth/login", data="email=a", content_type="application/x-www-form-urlencoded"
