@@ -23,6 +23,15 @@ class IsPlatformStaff(BasePermission):
         )
 
 
+def api_key_grants(permissions: list[str]) -> set[str]:
+    """What a key's permissions allow: `write` also reads (API.md: "`write`: also item and
+    interaction writes", on top of what `read` allows)."""
+    granted = set(permissions)
+    if "write" in granted:
+        granted.add("read")
+    return granted
+
+
 class TenantAccess(BasePermission):
     """A tenant's credential, with the role or key permission the view asks for.
 
@@ -38,7 +47,7 @@ class TenantAccess(BasePermission):
         api_key = getattr(request, "api_key", None)
         if api_key is not None:
             needed = self.api_key_needs(request, view)
-            return needed is not None and needed in api_key.permissions
+            return needed is not None and needed in api_key_grants(api_key.permissions)
         roles = getattr(view, "read_roles", ALL_ROLES) if request.method in SAFE_METHODS else view.write_roles  # type: ignore[attr-defined]
         return request.user.role in roles  # type: ignore[union-attr]
 

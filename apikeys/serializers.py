@@ -34,6 +34,11 @@ class PermissionsField(serializers.ListField):
     child = serializers.ChoiceField(choices=ApiKey.Permission.choices)
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "help_text",
+            "`read`: GET catalog and usage endpoints and POST /recommendations; `write`: all of that, "
+            "and item and interaction writes.",
+        )
         super().__init__(min_length=1, max_length=2, **kwargs)
 
     def to_internal_value(self, data: object) -> list[str]:

@@ -33,12 +33,12 @@ def _created(api_key: ApiKey, secret: str) -> Response:
 
 @extend_schema(tags=["api keys"])
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    """The tenant's API keys: admins and developers manage them, viewers may look. Keys never manage keys."""
+    """The tenant's API keys, for its admins and developers only. Keys never manage keys."""
 
     queryset = ApiKey.objects.all()
     serializer_class = ApiKeySerializer
-    read_roles = frozenset(User.Role.values)
-    write_roles = frozenset({User.Role.ADMIN, User.Role.DEVELOPER})
+    # API.md: "API keys (roles admin, developer)", reading them included, as for users.
+    read_roles = write_roles = frozenset({User.Role.ADMIN, User.Role.DEVELOPER})
     api_key_permission = None
     lookup_value_regex = UUID_PATTERN
     idempotency_redact = ("key",)
