@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.models import User
 from apikeys.models import KEY_PREFIX, VISIBLE_PREFIX_LENGTH, ApiKey, key_digest
 from config.exceptions import Conflict
+from config.formats import iso_z
 from config.transactions import now_and_after_commit
 from tenants.audit import audit_record, snapshot
 from tenants.models import Tenant
@@ -251,6 +252,12 @@ def api_key_rotate(
         locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
         if not locked.is_usable(now):
             raise Conflict(f"The key is {locked.effective_status(now)}; only an active key can be rotated.")
+        if locked.revokes_at is not None:
+            # Rotating it again would move its end further away, for ever, and breed successors.
+            raise Conflict(
+                f"The key was already rotated and stops at {iso_z(locked.revokes_at)}: rotate its "
+                "successor, or revoke it now."
+            )
         new_key, secret = api_key_create(
             tenant=locked.tenant,
             name=locked.name,

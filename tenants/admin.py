@@ -61,9 +61,10 @@ class TenantCreateForm(forms.ModelForm):
 
 
 def _status_action(
-    service: Callable[..., Tenant], name: str, verb: str, permission: str
+    service: Callable[..., Tenant], target: str, name: str, verb: str, permission: str
 ) -> Callable[..., HttpResponse | None]:
-    """An action that asks for confirmation first, then goes through the tenants' service."""
+    """An action that asks for confirmation first, then goes through the tenants' service; a tenant
+    whose change of status the staff role may not make (reactivating a cancelled one) is left as is."""
 
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         if request.POST.get("confirmed") != "yes":
@@ -77,9 +78,21 @@ def _status_action(
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             }
             return TemplateResponse(request, "admin/tenants/tenant/confirm_status.html", context)
+        done, refused = 0, []
         for tenant in queryset:
+            if not request.user.has_perm(services.status_change_permission(tenant.status, target)):
+                refused.append(tenant.name)
+                continue
             service(tenant=tenant, actor=request.user, source=CONSOLE)
-        modeladmin.message_user(request, f"{queryset.count()} tenant(s) {verb}ed.", messages.SUCCESS)
+            done += 1
+        modeladmin.message_user(request, f"{done} tenant(s) {verb}ed.", messages.SUCCESS)
+        if refused:
+            modeladmin.message_user(
+                request,
+                f"Your staff role may not {verb} {', '.join(refused)}: only a role that may cancel "
+                "tenants may change a cancelled one.",
+                messages.ERROR,
+            )
         return None
 
     action.__name__ = name
@@ -107,9 +120,13 @@ class TenantAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     inlines = [RateLimitInline, UserInline, ApiKeyInline]
     actions = [
-        _status_action(services.tenant_suspend, "suspend_tenants", "suspend", "suspend"),
-        _status_action(services.tenant_activate, "activate_tenants", "reactivate", "suspend"),
-        _status_action(services.tenant_cancel, "cancel_tenants", "cancel", "cancel"),
+        _status_action(
+            services.tenant_suspend, Tenant.Status.SUSPENDED, "suspend_tenants", "suspend", "suspend"
+        ),
+        _status_action(
+            services.tenant_activate, Tenant.Status.ACTIVE, "activate_tenants", "reactivate", "suspend"
+        ),
+        _status_action(services.tenant_cancel, Tenant.Status.CANCELLED, "cancel_tenants", "cancel", "cancel"),
     ]
 
     def has_suspend_permission(self, request: HttpRequest) -> bool:

@@ -2,6 +2,7 @@ import uuid
 from typing import Any
 
 from django.db import connection, models
+from django.db.models.functions import Lower
 
 
 class Tenant(models.Model):
@@ -42,6 +43,12 @@ class Tenant(models.Model):
             models.CheckConstraint(
                 condition=models.Q(status__in=["active", "suspended", "cancelled"]),
                 name="tenants_status_valid",
+            ),
+            # "acme" and "ACME" would be two tenants no person could tell apart.
+            models.UniqueConstraint(
+                Lower("slug"),
+                name="tenants_slug_unique_any_case",
+                violation_error_message="A tenant with this slug (in any case) already exists.",
             ),
         ]
 

@@ -53,8 +53,9 @@ class TenantCreateSerializer(TenantSerializer):
     class Meta(TenantSerializer.Meta):
         fields = [*TenantSerializer.Meta.fields, "admin_user"]
         read_only_fields = [*TenantSerializer.Meta.read_only_fields, "status"]
-        # Slug uniqueness is the service's to check: a duplicate is a 409, not a 400.
-        extra_kwargs = {"slug": {"validators": []}}  # type: ignore[var-annotated]
+        # Slug uniqueness is the service's to check: a duplicate is a 409, not a 400. API.md: the plan
+        # of a new tenant is not optional.
+        extra_kwargs = {"slug": {"validators": []}, "plan": {"required": True}}
 
 
 class TenantCreatedSerializer(TenantSerializer):

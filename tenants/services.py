@@ -18,7 +18,7 @@ TENANT_FIELDS = ("name", "slug", "plan", "status", "settings")
 
 
 def _slug_conflict(slug: str) -> Conflict:
-    return Conflict(f"A tenant with the slug '{slug}' already exists.")
+    return Conflict(f"A tenant with the slug '{slug}' (in any case) already exists.")
 
 
 def tenant_create(
@@ -34,7 +34,7 @@ def tenant_create(
 ) -> tuple[Tenant, User | None]:
     """Creates the tenant and, if asked, its first admin user, both or neither."""
     with transaction.atomic():
-        if Tenant.objects.filter(slug=slug).exists():
+        if Tenant.objects.filter(slug__iexact=slug).exists():
             raise _slug_conflict(slug)
         try:
             with transaction.atomic():
@@ -65,7 +65,11 @@ def tenant_update(*, tenant: Tenant, actor: User | None = None, source: str = "a
     new_status = fields.pop("status", None)
     rate_limits = fields.pop("rate_limits", None)
     slug = fields.get("slug")
-    if slug and slug != tenant.slug and Tenant.objects.filter(slug=slug).exclude(pk=tenant.pk).exists():
+    if (
+        slug
+        and slug != tenant.slug
+        and Tenant.objects.filter(slug__iexact=slug).exclude(pk=tenant.pk).exists()
+    ):
         raise _slug_conflict(slug)
     before = snapshot(tenant, TENANT_FIELDS)
     for name, value in fields.items():
@@ -87,6 +91,14 @@ def tenant_update(*, tenant: Tenant, actor: User | None = None, source: str = "a
     if new_status and new_status != tenant.status:
         tenant_status_set(tenant=tenant, status=new_status, actor=actor, source=source)
     return tenant
+
+
+def status_change_permission(current: str, new: str) -> str:
+    """The staff permission a change of status asks for: into or out of `cancelled` weighs as much as
+    a cancellation; suspending and reactivating a suspended tenant are support work."""
+    if Tenant.Status.CANCELLED in (current, new):
+        return "tenants.cancel_tenant"
+    return "tenants.suspend_tenant"
 
 
 def tenant_status_set(

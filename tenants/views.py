@@ -32,10 +32,7 @@ def _require_for_changes(request: Request, tenant: Tenant, changes: dict) -> Non
         staff_require(request, "tenants.change_tenant")
     new_status = changes.get("status", tenant.status)
     if new_status != tenant.status:
-        staff_require(
-            request,
-            "tenants.cancel_tenant" if new_status == Tenant.Status.CANCELLED else "tenants.suspend_tenant",
-        )
+        staff_require(request, services.status_change_permission(tenant.status, new_status))
     if changes.get("plan", tenant.plan) != tenant.plan or "rate_limits" in changes:
         staff_require(request, "tenants.change_tenant_plan")
 
@@ -101,6 +98,7 @@ class TenantAdminViewSet(viewsets.GenericViewSet):
         return self._update(request, partial=True)
 
     def _update(self, request: Request, *, partial: bool) -> Response:
+        staff_require(request, "tenants.view_tenant")  # the answer shows the whole tenant
         tenant = self.get_object()
         body = TenantUpdateSerializer(tenant, data=request.data, partial=partial)
         body.is_valid(raise_exception=True)

@@ -391,6 +391,20 @@ class TestRotate:
             assert_error(old_client.get(probe), 401, "AUTHENTICATION_FAILED")
             assert key_client(new["key"]).get(probe).status_code == 200
 
+    def test_a_key_in_its_grace_is_not_rotated_again(self, world, client_for, make_key, probe):
+        old, old_secret = make_key()
+        client = client_for(world.admin)
+        assert client.post(detail(old, "/rotate"), {"grace_seconds": 60}).status_code == 201
+        old.refresh_from_db()
+        ends = old.revokes_at
+        error = assert_error(client.post(detail(old, "/rotate"), {"grace_seconds": 86400}), 409, "CONFLICT")
+        assert "already rotated" in error["message"]
+        old.refresh_from_db()
+        assert old.revokes_at == ends
+        assert ApiKey.objects.filter(tenant=world.tenant, name=old.name).count() == 2
+        assert client.delete(detail(old)).status_code == 204  # but it can still be stopped now
+        assert_error(key_client(old_secret).get(probe), 401, "AUTHENTICATION_FAILED")
+
     def test_it_validates_the_grace(self, world, client_for, make_key):
         api_key, _ = make_key()
         for grace in (-1, 86401, "a while"):

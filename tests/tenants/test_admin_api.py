@@ -74,18 +74,30 @@ class TestCreate:
         assert login.json()["user"]["tenant"]["slug"] == "initech"
 
     def test_it_creates_a_tenant_alone(self, world, staff):
-        response = staff.post(URL, {"name": "Solo", "slug": "solo"})
+        response = staff.post(URL, {"name": "Solo", "slug": "solo", "plan": "starter"})
         assert response.status_code == 201
         assert response.json()["plan"] == "starter"
         assert response.json()["admin_user"] is None
 
-    def test_a_duplicate_slug_is_a_conflict(self, world, staff):
-        assert_error(staff.post(URL, {"name": "Acme 2", "slug": "acme", "plan": "pro"}), 409, "CONFLICT")
+    def test_the_plan_is_not_optional(self, world, staff):
+        error = assert_error(staff.post(URL, {"name": "Solo", "slug": "solo"}), 400, "VALIDATION_ERROR")
+        assert set(error["details"]) == {"plan"}
+        assert not Tenant.objects.filter(slug="solo").exists()
+
+    @pytest.mark.parametrize("slug", ["acme", "ACME", "Acme"])
+    def test_a_duplicate_slug_in_any_case_is_a_conflict(self, world, staff, slug):
+        assert_error(staff.post(URL, {"name": "Acme 2", "slug": slug, "plan": "pro"}), 409, "CONFLICT")
+        assert Tenant.objects.filter(slug__iexact="acme").count() == 1
 
     def test_a_taken_admin_email_creates_nothing(self, world, staff):
         response = staff.post(
             URL,
-            {"name": "Dup", "slug": "dup", "admin_user": {"email": "admin@acme.test", "password": PASSWORD}},
+            {
+                "name": "Dup",
+                "slug": "dup",
+                "plan": "starter",
+                "admin_user": {"email": "admin@acme.test", "password": PASSWORD},
+            },
         )
         assert_error(response, 409, "CONFLICT")
         assert not Tenant.objects.filter(slug="dup").exists()
@@ -94,13 +106,21 @@ class TestCreate:
         error = assert_error(staff.post(URL, {"slug": "has spaces", "plan": "gold"}), 400, "VALIDATION_ERROR")
         assert set(error["details"]) == {"name", "slug", "plan"}
         response = staff.post(
-            URL, {"name": "W", "slug": "weak", "admin_user": {"email": "a@weak.test", "password": "123"}}
+            URL,
+            {
+                "name": "W",
+                "slug": "weak",
+                "plan": "pro",
+                "admin_user": {"email": "a@weak.test", "password": "123"},
+            },
         )
         error = assert_error(response, 400, "VALIDATION_ERROR")
         assert "admin_user" in error["details"]
         assert not Tenant.objects.filter(slug="weak").exists()
         error = assert_error(
-            staff.post(URL, {"name": "S", "slug": "s", "settings": [1]}), 400, "VALIDATION_ERROR"
+            staff.post(URL, {"name": "S", "slug": "s", "plan": "pro", "settings": [1]}),
+            400,
+            "VALIDATION_ERROR",
         )
         assert "settings" in error["details"]
 
@@ -126,6 +146,8 @@ class TestDetail:
 
     def test_renaming_onto_a_taken_slug_is_a_conflict(self, world, staff):
         assert_error(staff.patch(detail(world.tenant), {"slug": "globex"}), 409, "CONFLICT")
+        assert_error(staff.patch(detail(world.tenant), {"slug": "GloBex"}), 409, "CONFLICT")
+        assert staff.patch(detail(world.tenant), {"slug": "ACME"}).json()["slug"] == "ACME"  # its own
 
     def test_delete_cancels_and_keeps_the_data(self, world, staff, client_for):
         member = client_for(world.viewer)

@@ -157,6 +157,15 @@ class TestWorkflows:
         )
         assert response.status_code == 200 and not Tenant.objects.filter(slug="weak").exists()
 
+    def test_a_slug_taken_in_another_case_is_refused(self, console, world):
+        response = console.post(
+            "/admin/tenants/tenant/add/",
+            {"name": "Loud Acme", "slug": "ACME", "plan": "starter", "settings": "{}"},
+        )
+        assert response.status_code == 200
+        assert "already exists" in response.content.decode()
+        assert Tenant.objects.filter(slug__iexact="acme").count() == 1
+
     def test_reset_a_password_and_force_logout(self, console, world, client_for):
         victim = client_for(world.developer)
         response = console.post(
@@ -224,6 +233,30 @@ class TestSupportRole:
             support_console.get("/admin/tenants/tenant/").context["action_form"].fields["action"].choices
         )
         assert "cancel_tenants" not in dict(actions)
+
+    def test_support_may_not_bring_back_a_cancelled_tenant(self, support_console, world, client_for):
+        world.tenant.status = "cancelled"
+        world.tenant.save()
+        page = act(support_console, "activate_tenants", [world.tenant, world.other_tenant])
+        assert "may not reactivate Acme" in page.content.decode()
+        world.tenant.refresh_from_db()
+        assert world.tenant.status == "cancelled"
+        response = client_for(world.support).patch(
+            f"/api/admin/tenants/{world.tenant.id}", {"status": "active"}
+        )
+        assert response.status_code == 403 and response.json()["error"]["code"] == "FORBIDDEN"
+        world.tenant.refresh_from_db()
+        assert world.tenant.status == "cancelled"
+
+    def test_a_staff_role_without_the_view_permission_sees_no_tenant_through_an_update(
+        self, world, client_for
+    ):
+        nobody = User.objects.create_user(email="nobody@platform.test", password="x" * 20, is_staff=True)
+        client = client_for(nobody)
+        url = f"/api/admin/tenants/{world.tenant.id}"
+        for response in (client.get(url), client.patch(url, {}), client.put(url, {"name": "Acme"})):
+            assert response.status_code == 403 and response.json()["error"]["code"] == "FORBIDDEN"
+            assert "Acme" not in response.content.decode()
 
     def test_support_cannot_change_plans_or_see_money(self, support_console, world):
         invoice(world.tenant, total_cents=123_456)
