@@ -1,6 +1,7 @@
 """Slows down password guessing: failed logins are counted per email and per client address."""
 
 import logging
+import math
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -36,7 +37,7 @@ def login_throttle_check(*, request: HttpRequest, email: str) -> None:
         if usage and usage["count"] >= usage["limit"]:
             raise RateLimitExceeded(
                 wait=usage["time_left"],
-                detail="Too many failed logins; try again later.",
+                detail=f"Too many failed logins; try again in {max(1, math.ceil(usage['time_left']))} s.",
                 details={"scope": group.removeprefix("login-failures-")},
             )
 

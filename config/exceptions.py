@@ -1,6 +1,7 @@
 """The error envelope of API.md, for every error of every URL, built in one place."""
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -50,7 +51,10 @@ class RateLimitExceeded(exceptions.Throttled):
     def __init__(
         self, wait: float | None = None, detail: str | None = None, details: dict | None = None
     ) -> None:
-        super().__init__(wait=wait, detail=detail or self.default_detail)
+        # Throttled would append its own "Expected available in N seconds." to a message that already
+        # says when: only the wait is kept (Retry-After).
+        exceptions.APIException.__init__(self, detail or self.default_detail)
+        self.wait = None if wait is None else math.ceil(wait)
         self.details = details
 
 

@@ -28,8 +28,13 @@ class Replay(Exception):
 
 
 def _request_hash(request: Request) -> str:
+    """The request as far as a replay must match it: who sent it too, so that a key that another user
+    or API key of the tenant happened to use is 422, never that caller's answer (say, a logout-all
+    that ended someone else's sessions, not theirs)."""
+    api_key = getattr(request, "api_key", None)
+    caller = f"key:{api_key.id}" if api_key is not None else f"user:{request.user.pk}"
     digest = hashlib.sha256()
-    digest.update(f"{request.method} {request.path}\n".encode())
+    digest.update(f"{request.method} {request.path} {caller}\n".encode())
     digest.update(request.body)
     return digest.hexdigest()
 

@@ -79,8 +79,10 @@ class TestLogin:
     def test_it_slows_down_repeated_failures_for_one_email(self, api, world):
         for _ in range(3):
             assert_error(login(api, "admin@acme.test", "wrong-password"), 401, "AUTHENTICATION_FAILED")
-        error = assert_error(login(api, "admin@acme.test"), 429, "RATE_LIMIT_EXCEEDED")
+        refused = login(api, "admin@acme.test")
+        error = assert_error(refused, 429, "RATE_LIMIT_EXCEEDED")
         assert error["details"] == {"scope": "email"}
+        assert error["message"] == f"Too many failed logins; try again in {refused['Retry-After']} s."
         # Another email from the same address is not affected.
         assert login(api, "dev@acme.test").status_code == 200
 

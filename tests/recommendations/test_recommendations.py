@@ -195,21 +195,27 @@ class TestIdempotency:
         assert Item.objects.get(external_id="z").title == "Z"
 
     def test_a_retry_while_the_first_runs_is_409(self, world, shop):
-        IdempotencyRecord.objects.create(
-            tenant=world.tenant,
-            key="busy",
-            request_hash="x" * 64,
-            expires_at=timezone.now() + timedelta(hours=1),
+        assert shop.post(URL, {"user_id": "u"}, HTTP_IDEMPOTENCY_KEY="busy").status_code == 200
+        # As if that first request were still running: claimed, no answer yet.
+        IdempotencyRecord.objects.filter(key="busy").update(
+            status_code=None, response_body=None, created_at=timezone.now()
         )
-        record = IdempotencyRecord.objects.get(key="busy")
-        from tenants.idempotency import _request_hash  # the hash of the retry below
-
-        class Fake:
-            method, path, body = "POST", URL, b'{"user_id":"u"}'
-
-        record.request_hash = _request_hash(Fake)
-        record.save()
         assert_error(shop.post(URL, {"user_id": "u"}, HTTP_IDEMPOTENCY_KEY="busy"), 409, "CONFLICT")
+
+    def test_another_caller_of_the_tenant_with_the_same_key_is_422_not_a_replay(
+        self, world, shop, make_key, client_for
+    ):
+        assert shop.post(URL, {"user_id": "u"}, HTTP_IDEMPOTENCY_KEY="shared").status_code == 200
+        _, secret = make_key()
+        colleague = APIClient()
+        colleague.credentials(HTTP_X_API_KEY=secret)
+        response = colleague.post(URL, {"user_id": "u"}, format="json", HTTP_IDEMPOTENCY_KEY="shared")
+        assert_error(response, 422, "IDEMPOTENCY_KEY_REUSED")
+        admin, developer = client_for(world.admin), client_for(world.developer)
+        assert admin.post("/api/v1/auth/logout-all", HTTP_IDEMPOTENCY_KEY="bye").status_code == 204
+        response = developer.post("/api/v1/auth/logout-all", HTTP_IDEMPOTENCY_KEY="bye")
+        assert_error(response, 422, "IDEMPOTENCY_KEY_REUSED")
+        assert developer.get("/api/v1/auth/me").status_code == 200  # nothing was replayed to it
 
     def test_keys_are_per_tenant_and_validated(self, world, shop, make_key):
         _, secret = make_key(tenant=world.other_tenant)

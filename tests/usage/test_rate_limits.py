@@ -69,6 +69,7 @@ class TestCounting:
         refused = key_client.get(probe)
         error = assert_error(refused, 429, "RATE_LIMIT_EXCEEDED")
         assert error["details"] == {"window": "minute", "limit": 5, "retry_after": 12}
+        assert error["message"] == "Rate limit of 5 requests per minute exceeded; retry in 12 s."
         assert refused["Retry-After"] == "12"  # 60 s / 5 tokens: one token back every 12 s
         assert refused["X-RateLimit-Remaining"] == "0"
 
