@@ -11,10 +11,12 @@ from functools import cache as memoized
 from typing import Any, NamedTuple
 
 import numpy as np
+from celery import Task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
+from prometheus_client import Counter
 from rest_framework import exceptions
 
 from config.exceptions import UpstreamUnavailable
@@ -27,6 +29,12 @@ from tenants.models import Tenant
 from usage.ratelimit import Marks, mark_stands, tenant_marks_renew
 
 logger = logging.getLogger(__name__)
+
+follow_ups_failed_total = Counter(
+    "write_follow_ups_failed_total",
+    "Follow-ups of committed writes (pipeline copy, embeddings, training) that could not be queued.",
+    ["task"],
+)
 
 # An engine answer longer than this is read no further (a hostile or broken engine costs us little).
 MAX_REMOTE_ANSWERS = 1000
@@ -163,11 +171,22 @@ def _after_write(tenant_id: str, kind: str, records: list[dict]) -> None:
                 record["id"] for record in records if not record.get("embedding") and "title" in record
             ]
             if settings.ML_ENGINE_URL and unembedded:
-                tasks.items_embed.delay(tenant_id, unembedded)
+                _follow_up(tasks.items_embed, tenant_id, unembedded)
         if settings.DATA_PIPELINE_URL:
-            tasks.pipeline_forward.delay(tenant_id, kind, records)
+            _follow_up(tasks.pipeline_forward, tenant_id, kind, records)
 
     transaction.on_commit(run)
+
+
+def _follow_up(task: Task, tenant_id: str, *args: object) -> None:
+    """Queues the follow-up of a write that has committed. Its failure (the broker down, or, where
+    tasks run in-process, the task's own) is logged: the write stands, and its answer is not a 500
+    that a retry would turn into a second copy."""
+    try:
+        task.delay(tenant_id, *args)
+    except Exception:
+        follow_ups_failed_total.labels(task.name).inc()
+        logger.error("Could not queue %s for tenant %s", task.name, tenant_id, exc_info=True)
 
 
 def items_upsert(*, tenant: Tenant, items: list[dict]) -> tuple[int, int]:
@@ -277,7 +296,7 @@ def training_maybe_schedule(*, tenant_id: str, new: int) -> None:
         f"engine-training:{tenant_id}", 1, 600
     ):
         cache.delete(key)
-        transaction.on_commit(lambda: tasks.engine_train.delay(tenant_id))
+        transaction.on_commit(lambda: _follow_up(tasks.engine_train, tenant_id))
 
 
 def engine_train(*, tenant_id: str) -> EngineState:

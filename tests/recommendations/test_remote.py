@@ -7,7 +7,7 @@ from celery.exceptions import Retry
 from rest_framework.test import APIClient
 
 from recommendations import remote
-from recommendations.models import Item
+from recommendations.models import Interaction, Item
 from tests.conftest import assert_error
 from tests.fake_services import FakeService, fake_service
 
@@ -192,6 +192,37 @@ class TestDataPipeline:
             sent = pipeline.received[1]["body"]
             assert sent["tenant_id"] == str(world.tenant.id) and sent["interactions"][0]["item_id"] == "a"
         remote.clients_reset()
+
+    @pytest.mark.django_db(transaction=True)
+    @pytest.mark.parametrize("upstream", ["DATA_PIPELINE_URL", "ML_ENGINE_URL"])
+    def test_a_follow_up_that_fails_in_process_leaves_the_write_and_its_answer(
+        self, world, make_key, settings, upstream, caplog
+    ):
+        # Without a broker the follow-ups run inside the request, after the commit.
+        assert settings.CELERY_TASK_ALWAYS_EAGER
+        settings.UPSTREAM_RETRIES = 0
+        setattr(settings, upstream, "http://127.0.0.1:9")  # nothing listens there
+        remote.clients_reset()
+        _, secret = make_key()
+        client = APIClient()
+        client.credentials(HTTP_X_API_KEY=secret)
+        try:
+            for _ in range(2):  # the retry is a replay, not a second copy
+                created = client.post(
+                    "/api/v1/items", {"items": [{"id": "new", "title": "New"}]}, HTTP_IDEMPOTENCY_KEY="i"
+                )
+                assert created.status_code == 200, created.content
+                accepted = client.post(
+                    "/api/v1/interactions",
+                    {"user_id": "u", "item_id": "new", "type": "view"},
+                    HTTP_IDEMPOTENCY_KEY="j",
+                )
+                assert accepted.status_code == 202, accepted.content
+        finally:
+            remote.clients_reset()
+        assert Item.objects.filter(tenant=world.tenant, external_id="new").count() == 1
+        assert Interaction.objects.filter(tenant=world.tenant, user_id="u").count() == 1
+        assert "Could not queue" in caplog.text
 
     def test_a_pipeline_outage_is_retried_not_lost(self, world, settings):
         from recommendations.tasks import pipeline_forward
