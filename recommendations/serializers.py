@@ -12,14 +12,20 @@ MAX_EMBEDDING = 4096
 
 
 class ExternalIdField(serializers.CharField):
-    def __init__(self, **kwargs: Any) -> None:
+    """A tenant's own id (1-255 characters). Item ids are path segments (/items/{item_id}), so they
+    may not hold a '/'; end users' ids never are, so theirs may."""
+
+    def __init__(self, *, in_paths: bool = True, **kwargs: Any) -> None:
+        self.in_paths = in_paths
         super().__init__(min_length=1, max_length=255, trim_whitespace=False, **kwargs)
 
     def to_internal_value(self, data: object) -> str:
         if not isinstance(data, str):
             raise serializers.ValidationError("Must be a string.")
-        if "/" in data or any(ord(char) < 32 for char in data):
-            raise serializers.ValidationError("Must not contain '/' or control characters.")
+        if self.in_paths and "/" in data:
+            raise serializers.ValidationError("Must not contain '/' (it is a part of the item's URL).")
+        if any(ord(char) < 32 for char in data):
+            raise serializers.ValidationError("Must not contain control characters.")
         return super().to_internal_value(data)
 
 
@@ -124,7 +130,7 @@ class UpsertResultSerializer(serializers.Serializer):
 
 
 class InteractionInputSerializer(serializers.Serializer):
-    user_id = ExternalIdField()
+    user_id = ExternalIdField(in_paths=False)
     item_id = ExternalIdField()
     type = serializers.ChoiceField(choices=Interaction.Type.choices)
     value = serializers.FloatField(required=False, allow_null=True, default=None)
@@ -164,7 +170,7 @@ class RecommendationFiltersSerializer(serializers.Serializer):
 
 
 class RecommendationRequestSerializer(serializers.Serializer):
-    user_id = ExternalIdField()
+    user_id = ExternalIdField(in_paths=False)
     count = serializers.IntegerField(min_value=1, max_value=100, default=10)
     filters = RecommendationFiltersSerializer(required=False)
     exclude_seen = serializers.BooleanField(default=True)

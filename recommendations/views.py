@@ -40,8 +40,11 @@ def _validated(serializer_class: type, data: object, batch_field: str | None = N
     if body.is_valid():
         return body.validated_data
     errors = dict(body.errors)
-    if batch_field and isinstance(errors.get(batch_field), list):
-        errors[batch_field] = {str(index): error for index, error in enumerate(errors[batch_field]) if error}
+    batch_errors = errors.get(batch_field) if batch_field else None
+    # Errors of the elements come as a list of one dict per element; the field's own (missing, null,
+    # not a list, too long) as a list of messages, which stays as it is.
+    if isinstance(batch_errors, list) and any(isinstance(error, dict) for error in batch_errors):
+        errors[batch_field] = {str(index): error for index, error in enumerate(batch_errors) if error}
     raise exceptions.ValidationError(errors)
 
 
@@ -164,13 +167,21 @@ class InteractionViewSet(TenantScopedViewSet):
     @extend_schema(request=InteractionBatchSerializer, responses={202: AcceptedSerializer})
     def create(self, request: Request) -> Response:
         """One interaction, or {"interactions": [...]} (1 to 1,000); an unknown item refuses them all."""
-        if isinstance(request.data, dict) and "interactions" in request.data:
+        batch = isinstance(request.data, dict) and "interactions" in request.data
+        if batch:
             interactions = _validated(InteractionBatchSerializer, request.data, "interactions")[
                 "interactions"
             ]
         else:
             interactions = [_validated(InteractionInputSerializer, request.data)]
-        accepted = services.interactions_record(tenant=request.tenant, interactions=interactions)
+        try:
+            accepted = services.interactions_record(tenant=request.tenant, interactions=interactions)
+        except exceptions.ValidationError as exc:
+            elements = exc.detail.get("interactions") if isinstance(exc.detail, dict) else None
+            if batch or not isinstance(elements, dict):
+                raise
+            # The one interaction of the single form is reported as it was sent, not as element 0.
+            raise exceptions.ValidationError(elements["0"]) from None
         return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
 
 

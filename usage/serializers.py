@@ -7,6 +7,8 @@ from usage.models import Invoice
 
 MAX_SPAN = timedelta(days=366)
 MAX_HOURLY_SPAN = timedelta(days=31)
+# Periods stay well inside what datetimes can hold, so that their month and buckets can be computed.
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class UsageQuerySerializer(serializers.Serializer):
@@ -21,6 +23,11 @@ class UsageQuerySerializer(serializers.Serializer):
             day=1, hour=0, minute=0, second=0, microsecond=0
         )
         start = start.astimezone(UTC)
+        for name in ("start", "end"):
+            if name in data and not EARLIEST <= data[name] < LATEST:
+                raise serializers.ValidationError(
+                    {name: [f"Must be from the year {EARLIEST.year} to before the year {LATEST.year}."]}
+                )
         if "end" in data:
             end = data["end"].astimezone(UTC)
         else:

@@ -51,6 +51,19 @@ class TestUpsert:
         assert Item.objects.count() == 0
 
     @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            ({}, "This field is required."),
+            ({"id": "a", "title": "single"}, "This field is required."),
+            ({"items": None}, "This field may not be null."),
+        ],
+    )
+    def test_an_error_of_the_batch_field_itself_is_not_an_items_error(self, world, writer, body, message):
+        error = assert_error(writer.post(ITEMS, body), 400, "VALIDATION_ERROR")
+        assert error["details"] == {"items": [message]}
+        assert error["message"] == f"items: {message}"
+
+    @pytest.mark.parametrize(
         "body",
         [
             {"items": []},
@@ -182,6 +195,13 @@ class TestInteractions:
         error = assert_error(writer.post(self.URL, batch), 400, "VALIDATION_ERROR")
         assert list(error["details"]["interactions"]) == ["1"]
         assert Interaction.objects.count() == 0
+        # One interaction alone: its error is its own, as for any other field of it.
+        alone = {"user_id": "u", "item_id": "theirs", "type": "view"}
+        error = assert_error(writer.post(self.URL, alone), 400, "VALIDATION_ERROR")
+        assert error["details"] == {"item_id": ["No item 'theirs' in the catalog."]}
+        assert Interaction.objects.count() == 0
+        null = assert_error(writer.post(self.URL, {"interactions": None}), 400, "VALIDATION_ERROR")
+        assert null["details"] == {"interactions": ["This field may not be null."]}
 
     @pytest.mark.parametrize(
         "body",

@@ -67,6 +67,21 @@ class TestRecommendations:
         assert set(seen) <= set(ids(body))
         assert not set(seen) & set(ids(shop.post(URL, {"user_id": "fan-0", "count": 12})))
 
+    def test_an_end_users_id_may_hold_a_slash_but_not_control_characters(self, world, shop):
+        user = "org/42"
+        assert (
+            shop.post(
+                "/api/v1/interactions", {"user_id": user, "item_id": "hat-1", "type": "like"}
+            ).status_code
+            == 202
+        )
+        response = shop.post(URL, {"user_id": user, "count": 5})
+        body = response.json()
+        assert body["user_id"] == user and "hat-1" not in ids(response)  # its history was found
+        assert body["strategy"].startswith("personalized")
+        error = assert_error(shop.post(URL, {"user_id": "a\x01b"}), 400, "VALIDATION_ERROR")
+        assert error["details"] == {"user_id": ["Must not contain control characters."]}
+
     def test_a_user_without_history_gets_popular_then_newest(self, world, shop):
         body = shop.post(URL, {"user_id": "stranger", "count": 12}).json()
         assert body["strategy"] == "popular+newest"

@@ -148,6 +148,11 @@ class TestUsageEndpoint:
             ({"start": "2024-01-01", "end": "2026-01-01"}, "end"),
             ({"start": "2026-01-01", "end": "2026-03-01", "granularity": "hour"}, "granularity"),
             ({"granularity": "week"}, "granularity"),
+            ({"start": "9999-12-15T00:00:00Z"}, "start"),
+            ({"start": "9999-12-31T00:00:00Z", "end": "9999-12-31T23:59:59Z"}, "start"),
+            ({"start": "2026-01-01T00:00:00Z", "end": "9999-12-31T23:59:59Z"}, "end"),
+            ({"start": "0001-01-01T00:00:00-01:00"}, "start"),
+            ({"start": "0001-01-01T00:00:00+01:00"}, "start"),
         ],
     )
     def test_it_validates_the_query(self, world, client_for, params, field):
