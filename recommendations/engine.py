@@ -29,6 +29,8 @@ RECENCY_DECAY = 0.5
 WARM_INTERACTIONS = 3  # below this an item leans on its content vector
 CONTENT_WEIGHT_COLD = 0.25
 CONTENT_WEIGHT_WARM = 0.0
+# How far below an engine's zero or negative lowest score each filled item comes, rank after rank.
+FILL_STEP = 0.01
 # Personal scores are multiplied by (floor + popularity) ** exponent: among the items that fit a
 # taste, the ones many people pick are the likelier next pick.
 POPULARITY_FLOOR = 0.05
@@ -399,9 +401,13 @@ def _scored(index: TenantIndex, positions: list[int], scores: dict[int, float]) 
     ]
 
 
-def _fill_scores(index: TenantIndex, positions: list[int], below: float) -> dict[int, float]:
-    """Scores for filled items that stay below the engine's own, so that higher is still better."""
-    ceiling = below * 0.5 if below > 0 else 0.01
+def _fill_scores(index: TenantIndex, positions: list[int], below: float | None) -> dict[int, float]:
+    """Scores for filled items that stay below the engine's own (`below`, its lowest; None when it
+    gave none), falling with their rank, so that higher is still better down the whole list."""
+    if below is not None and below <= 0:
+        # Under an engine's zero or negative scores (the ML engine's are any real numbers).
+        return {p: below - FILL_STEP * (rank + 1) for rank, p in enumerate(positions)}
+    ceiling = below * 0.5 if below is not None else 0.01
     return {
         p: ceiling * (0.5 + 0.5 * float(index.popularity[p])) / (rank + 1) for rank, p in enumerate(positions)
     }
@@ -429,7 +435,7 @@ def ranked_answer(
     strategy names the engine (`label`) and every filler used."""
     chosen = sorted(own, key=lambda position: -own[position])
     chosen, used = rank_fill(index, mask, chosen, count)
-    lowest = min(own.values()) if own else 0.0
+    lowest = min(own.values()) if own else None
     filled = _fill_scores(index, [p for p in chosen if p not in own], lowest)
     strategy = "+".join(([label] if label else []) + used) or "none"
     return Answer(_scored(index, chosen, {**own, **filled}), strategy)

@@ -1,6 +1,7 @@
 import json
 import logging
 import os
+import re
 import select
 import subprocess
 import sys
@@ -141,7 +142,8 @@ class TestOperations:
         for page in ("/docs", "/redoc"):
             html = api.get(page).content.decode()
             assert "/static/drf_spectacular_sidecar/" in html
-            assert "cdn." not in html and "unpkg" not in html
+            assert "cdn." not in html and "unpkg" not in html and "fonts.g" not in html
+            assert not re.findall(r"""(?:src|href)=["']?(?:https?:)?//""", html), page
 
 
 class TestSecurityHeaders:

@@ -99,6 +99,22 @@ class TestMlEngine:
         assert [row["score"] for row in body["recommendations"]][0] == 0.4
         assert body["strategy"] == "remote+newest"
 
+    @pytest.mark.parametrize("scores", [(-0.2, -0.9), (0.0, -3.5), (0.0, 0.0), (2.0, 0.5)])
+    def test_filled_items_score_below_the_engines_own_whatever_their_sign(
+        self, world, tenant_client, ml_engine, scores
+    ):
+        ml_engine.recommendations = [
+            {"item_id": "i1", "score": scores[0]},
+            {"item_id": "i2", "score": scores[1]},
+        ]
+        body = recommend(tenant_client, count=6).json()
+        shown = [(row["item_id"], row["score"]) for row in body["recommendations"]]
+        assert [item for item, _ in shown[:2]] == ["i1", "i2"] and len(shown) == 6
+        assert body["strategy"] == "remote+newest"
+        filled = [score for _, score in shown[2:]]
+        assert max(filled) < min(scores)
+        assert filled == sorted(filled, reverse=True) and len(set(filled)) == len(filled)
+
     @pytest.mark.parametrize("mode", ["error", "malformed", "bad_request"])
     def test_a_failing_engine_falls_back_to_the_builtin_one(self, world, tenant_client, ml_engine, mode):
         ml_engine.mode = mode
