@@ -58,6 +58,16 @@ class RateLimitExceeded(exceptions.Throttled):
         self.details = details
 
 
+class BodyRefused(exceptions.APIException):
+    """A body refused unread: over MAX_REQUEST_BODY_BYTES (413), or with a Content-Length that is not
+    a length (400)."""
+
+    def __init__(self, status_code: int, message: str, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.details = details
+
+
 # Codes of API.md by status, for exceptions that do not name their own.
 CODE_BY_STATUS = {
     400: "VALIDATION_ERROR",

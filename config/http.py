@@ -1,12 +1,17 @@
 """Small helpers about the HTTP request itself."""
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.http import HttpRequest
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+if TYPE_CHECKING:  # DRF loads this module while rest_framework.views is still being imported
+    from rest_framework.views import APIView
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -38,3 +43,15 @@ class ContentNegotiation(DefaultContentNegotiation):
         ):
             return first, first.media_type
         return super().select_renderer(request, renderers, format_suffix)
+
+
+class BodyLimit(BaseThrottle):
+    """The refusal config.middleware.BodySizeLimitMiddleware left for an /api/ request, made here:
+    DRF's throttles are the one step every view takes after authentication (which counts and
+    rate-limits a tenant's request) and before anything reads the body."""
+
+    def allow_request(self, request: Request, view: "APIView") -> bool:
+        refused = getattr(request._request, "body_refused", None)
+        if refused is not None:
+            raise refused
+        return True

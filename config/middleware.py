@@ -13,7 +13,7 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 
-from config.exceptions import error_response
+from config.exceptions import BodyRefused, error_response
 from config.logging import request_id_var
 from config.metrics import http_request_duration_seconds, http_requests_total
 from config.routes import route_pattern
@@ -107,27 +107,37 @@ class PagesMessageMiddleware(PagesOnlyMixin, MessageMiddleware):
 
 
 class BodySizeLimitMiddleware:
-    """Refuses a body over MAX_REQUEST_BODY_BYTES before anything reads it (DRF's parsers would not)."""
+    """Refuses a body over MAX_REQUEST_BODY_BYTES before anything reads it (DRF's parsers would not).
+    Under /api/ the refusal waits for DRF's authentication (config.http.BodyLimit), so that a tenant's
+    credential gets it counted and rate-limited like any other answer; nothing reads the body before."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        limit = settings.MAX_REQUEST_BODY_BYTES
-        declared = request.META.get("CONTENT_LENGTH") or "0"
-        try:
-            length = int(declared)
-        except ValueError:
-            return error_response(400, "The Content-Length header is not a number.")
-        if length < 0:
-            return error_response(400, "The Content-Length header is negative.")
-        if length > limit:
-            return error_response(
-                413,
-                f"The request body is {length} bytes; the limit is {limit} bytes.",
-                details={"limit_bytes": limit},
-            )
-        return self.get_response(request)
+        refusal = body_refusal(request)
+        if refusal is None:
+            return self.get_response(request)
+        if request.path.startswith("/api/"):
+            request.body_refused = refusal
+            return self.get_response(request)
+        return error_response(refusal.status_code, str(refusal.detail), details=refusal.details)
+
+
+def body_refusal(request: HttpRequest) -> BodyRefused | None:
+    limit = settings.MAX_REQUEST_BODY_BYTES
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        length = int(declared)
+    except ValueError:
+        return BodyRefused(400, "The Content-Length header is not a number.")
+    if length < 0:
+        return BodyRefused(400, "The Content-Length header is negative.")
+    if length > limit:
+        return BodyRefused(
+            413, f"The request body is {length} bytes; the limit is {limit} bytes.", {"limit_bytes": limit}
+        )
+    return None
 
 
 class ExceptionEnvelopeMiddleware:

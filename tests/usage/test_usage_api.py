@@ -1,9 +1,11 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from recommendations.models import Item
 from tests.conftest import PASSWORD, assert_error
 from usage.models import UsageLog
 from usage.services import rate_limits_set
@@ -22,6 +24,29 @@ def rows(tenant):
 
 
 class TestCapture:
+    @override_settings(MAX_REQUEST_BODY_BYTES=1024)
+    def test_a_body_refused_unread_is_still_counted_and_rate_limited(self, world, client_for, make_key):
+        _, secret = make_key()
+        key = key_client(secret)
+        batch = {"items": [{"id": f"i{n}", "title": "x" * 100} for n in range(20)]}
+        response = key.post("/api/v1/items", batch, format="json")
+        error = assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+        assert error["details"] == {"limit_bytes": 1024}
+        assert "X-RateLimit-Remaining" in response and "RateLimit-Policy" in response
+        bad_length = key.generic("POST", "/api/v1/items", "{}", CONTENT_LENGTH="-5")
+        assert_error(bad_length, 400, "VALIDATION_ERROR")
+        assert not Item.objects.filter(tenant=world.tenant).exists()
+        assert client_for(world.admin).get(URL).json()["totals"] == {
+            "requests": 2,
+            "errors": 2,
+            "rate_limited": 0,
+        }
+        refused = rows(world.tenant).exclude(endpoint=URL).values_list("status_code", flat=True)
+        assert sorted(refused) == [400, 413]
+        # Elsewhere (the console) the refusal comes at once, before any authentication.
+        console = client_for(world.admin).post("/admin/login/", {"x": "y" * 2000})
+        assert console.status_code == 413
+
     def test_every_tenant_request_is_recorded_once_with_its_route_pattern(
         self, world, client_for, make_key, probe
     ):
