@@ -24,7 +24,7 @@ class Conflict(exceptions.APIException):
 
 class IdempotencyKeyReused(exceptions.APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    default_detail = "This Idempotency-Key was used with a different request body."
+    default_detail = "This Idempotency-Key was used with a different request body, or by another user or key."
     default_code = "IDEMPOTENCY_KEY_REUSED"
 
 

@@ -36,13 +36,14 @@ ALWAYS = {
 }
 ON_WRITE = {
     "409": "Conflict, or the same Idempotency-Key still running (CONFLICT)",
-    "422": "Idempotency-Key reused with another body (IDEMPOTENCY_KEY_REUSED)",
+    "422": "Idempotency-Key reused with another body, or by another user or key (IDEMPOTENCY_KEY_REUSED)",
 }
 IDEMPOTENCY_HEADER = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "description": "1-255 characters; a retry with the same key and body replays the first answer (24 h).",
+    "description": "1-255 characters, scoped to the tenant; a retry by the same caller with the same key and "
+    "body replays the first answer (24 h).",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 

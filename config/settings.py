@@ -316,6 +316,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.schema.error_responses",
+        "recommendations.schema.batch_limits",
     ],
 }
 

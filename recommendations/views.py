@@ -1,6 +1,6 @@
 from django.db import connection
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -164,7 +164,14 @@ class InteractionViewSet(TenantScopedViewSet):
     write_roles = WRITERS
     api_key_permission = "write"
 
-    @extend_schema(request=InteractionBatchSerializer, responses={202: AcceptedSerializer})
+    @extend_schema(
+        request=PolymorphicProxySerializer(
+            component_name="InteractionWrite",
+            serializers=[InteractionInputSerializer, InteractionBatchSerializer],
+            resource_type_field_name=None,
+        ),
+        responses={202: AcceptedSerializer},
+    )
     def create(self, request: Request) -> Response:
         """One interaction, or {"interactions": [...]} (1 to 1,000); an unknown item refuses them all."""
         batch = isinstance(request.data, dict) and "interactions" in request.data

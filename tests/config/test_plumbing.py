@@ -134,6 +134,18 @@ class TestOperations:
         assert "http_request_duration_seconds_bucket" in text
         assert "django_db_" in text or "django_cache_" in text
 
+    def test_the_schema_shows_both_forms_of_an_interaction_and_the_batch_limits(self, api, db):
+        schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+        body = schema["paths"]["/api/v1/interactions"]["post"]["requestBody"]["content"]["application/json"]
+        forms = schema["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[1]]["oneOf"]
+        assert [form["$ref"].rsplit("/", 1)[1] for form in forms] == [
+            "InteractionInputRequest",
+            "InteractionBatchRequest",
+        ]
+        for component, field in (("ItemBatchRequest", "items"), ("InteractionBatchRequest", "interactions")):
+            listed = schema["components"]["schemas"][component]["properties"][field]
+            assert (listed["minItems"], listed["maxItems"]) == (1, 1000)
+
     def test_schema_and_docs_are_served_without_outside_network(self, api, db):
         schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
         assert schema.status_code == 200
