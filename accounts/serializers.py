@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from accounts.models import User, UserSession
+from config.serializers import StrictSerializer
 from tenants.models import Tenant
 
 
@@ -13,7 +14,7 @@ class RefreshTokenSerializer(serializers.Serializer):
     refresh_token = serializers.CharField(max_length=4096)
 
 
-class PasswordChangeSerializer(serializers.Serializer):
+class PasswordChangeSerializer(StrictSerializer):
     current_password = serializers.CharField(max_length=512, trim_whitespace=False)
     new_password = serializers.CharField(max_length=512, trim_whitespace=False)
 
@@ -58,13 +59,13 @@ class UserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class UserCreateSerializer(serializers.Serializer):
+class UserCreateSerializer(StrictSerializer):
     email = serializers.EmailField(max_length=255)
     password = serializers.CharField(max_length=512, trim_whitespace=False, write_only=True)
     role = serializers.ChoiceField(choices=User.Role.choices)
 
 
-class UserUpdateSerializer(serializers.Serializer):
+class UserUpdateSerializer(StrictSerializer):
     email = serializers.EmailField(max_length=255, required=False)
     role = serializers.ChoiceField(choices=User.Role.choices, required=False)
     is_active = serializers.BooleanField(required=False)

@@ -4,6 +4,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from apikeys.models import ApiKey
+from config.serializers import StrictSerializer
 from tenants.models import Tenant
 
 
@@ -48,7 +49,7 @@ class PermissionsField(serializers.ListField):
         return values
 
 
-class ApiKeyCreateSerializer(serializers.Serializer):
+class ApiKeyCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=128)
     permissions = PermissionsField(required=False, default=["read", "write"])
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
@@ -63,12 +64,12 @@ class ApiKeyAdminCreateSerializer(ApiKeyCreateSerializer):
     tenant = serializers.PrimaryKeyRelatedField(queryset=Tenant.objects.all())
 
 
-class ApiKeyUpdateSerializer(serializers.Serializer):
+class ApiKeyUpdateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=128, required=False)
     permissions = PermissionsField(required=False)
 
 
-class ApiKeyRotateSerializer(serializers.Serializer):
+class ApiKeyRotateSerializer(StrictSerializer):
     grace_seconds = serializers.IntegerField(min_value=0, max_value=86400, required=False, default=0)
 
 

@@ -46,7 +46,7 @@ class TestAsTenantAdmin:
         )
         assert login.status_code == 200
 
-    def test_it_ignores_attempts_to_set_tenant_or_staff(self, world, client_for):
+    def test_it_refuses_attempts_to_set_tenant_or_staff(self, world, client_for):
         response = client_for(world.admin).post(
             URL,
             {
@@ -57,10 +57,20 @@ class TestAsTenantAdmin:
                 "is_staff": True,
             },
         )
-        assert response.status_code == 201
-        created = User.objects.get(email="sneaky@acme.test")
-        assert created.tenant_id == world.tenant.id
-        assert created.is_staff is False
+        error = assert_error(response, 400, "VALIDATION_ERROR")
+        assert set(error["details"]) == {"tenant", "is_staff"}
+        assert "accepts: email, password, role" in error["message"]
+        assert not User.objects.filter(email="sneaky@acme.test").exists()
+
+    def test_a_field_it_cannot_change_is_refused_not_ignored(self, world, client_for):
+        url = f"{URL}/{world.viewer.id}"
+        response = client_for(world.admin).patch(
+            url, {"password": "Another-long-pass-1", "role": "developer"}
+        )
+        error = assert_error(response, 400, "VALIDATION_ERROR")
+        assert set(error["details"]) == {"password"}
+        world.viewer.refresh_from_db()
+        assert world.viewer.role == "viewer" and world.viewer.check_password(PASSWORD)
 
     def test_emails_are_unique_across_the_platform_ignoring_case(self, world, client_for):
         response = client_for(world.admin).post(

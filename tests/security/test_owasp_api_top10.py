@@ -98,7 +98,7 @@ class TestApi2BrokenAuthentication:
 
 def test_api3_mass_assignment_is_ignored_or_refused(world, client_for, make_key):
     admin = client_for(world.admin)
-    created = admin.post(
+    refused = admin.post(
         "/api/v1/users",
         {
             "email": "new@acme.test",
@@ -108,17 +108,22 @@ def test_api3_mass_assignment_is_ignored_or_refused(world, client_for, make_key)
             "is_superuser": True,
             "tenant": str(world.other_tenant.id),
         },
-    ).json()
-    user = User.objects.get(pk=created["id"])
-    assert (user.is_staff, user.is_superuser, user.tenant_id) == (False, False, world.tenant.id)
-    admin.patch(f"/api/v1/users/{user.id}", {"is_staff": True, "tenant": str(world.other_tenant.id)})
+    )
+    assert_error(refused, 400, "VALIDATION_ERROR")
+    assert not User.objects.filter(email="new@acme.test").exists()
+    user = world.viewer
+    patched = admin.patch(
+        f"/api/v1/users/{user.id}", {"is_staff": True, "tenant": str(world.other_tenant.id)}
+    )
+    assert_error(patched, 400, "VALIDATION_ERROR")
     user.refresh_from_db()
-    assert (user.is_staff, user.tenant_id) == (False, world.tenant.id)
+    assert (user.is_staff, user.is_superuser, user.tenant_id) == (False, False, world.tenant.id)
     api_key, _ = make_key()
-    admin.patch(
+    patched = admin.patch(
         f"/api/v1/api-keys/{api_key.id}",
         {"key_hash": "0" * 64, "status": "active", "tenant": str(world.other_tenant.id), "prefix": "rk_fake"},
     )
+    assert_error(patched, 400, "VALIDATION_ERROR")
     api_key.refresh_from_db()
     assert (
         api_key.key_hash != "0" * 64 and api_key.tenant_id == world.tenant.id and api_key.prefix != "rk_fake"
