@@ -4,15 +4,24 @@ Prometheus runs in multiprocess mode: each worker writes its samples under PROME
 and /metrics adds them up, so the figures are right whichever worker answers the scrape.
 """
 
+import logging
 import multiprocessing
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+import environ
+
+# The settings' own .env, so that what they see decides here too.
+environ.Env.read_env(Path(__file__).resolve().parent.parent / ".env", overwrite=False)
+
 # In a container, behind the proxy.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # nosec B104
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+# Without Redis the rate limiter and the key cache live in each process: only one process keeps
+# them exact (a revoked key refused at once, N requests a minute and not N per process).
+SHARED_STATE = bool(os.environ.get("RATE_LIMIT_REDIS_URL", os.environ.get("REDIS_URL")))
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() if SHARED_STATE else 1))
 # Threads let a worker overlap the waits on PostgreSQL and Redis, and keep connections alive.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
@@ -35,6 +44,12 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/recommender-prometheus")
 
 
 def on_starting(server: Any) -> None:
+    if server.cfg.workers > 1 and not SHARED_STATE:
+        logging.getLogger("gunicorn.error").warning(
+            "%d workers without Redis: rate limits and key revocations are exact only within each "
+            "worker; set REDIS_URL, or WEB_CONCURRENCY=1",
+            server.cfg.workers,
+        )
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)

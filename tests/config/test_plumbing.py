@@ -2,6 +2,7 @@ import json
 import logging
 import os
 import re
+import runpy
 import select
 import subprocess
 import sys
@@ -229,6 +230,29 @@ class TestProductionSettings:
         output = result.stdout + result.stderr
         assert "security.W008" in output  # SECURE_SSL_REDIRECT: the proxy in front redirects to HTTPS
         assert output.count("?: (") == 1, output
+
+
+class TestGunicornWorkers:
+    GUNICORN = Path(__file__).resolve().parents[2] / "config" / "gunicorn.py"
+
+    @pytest.fixture(autouse=True)
+    def _environment_restored(self, monkeypatch, tmp_path):
+        # The config sets a default metrics directory in the environment: keep it out of this process.
+        monkeypatch.setenv(
+            "PROMETHEUS_MULTIPROC_DIR", os.environ.get("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        )
+
+    def test_without_redis_one_worker_by_default_since_the_limiter_is_per_process(self, monkeypatch):
+        monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+        monkeypatch.setenv("RATE_LIMIT_REDIS_URL", "")
+        assert runpy.run_path(str(self.GUNICORN))["workers"] == 1
+        monkeypatch.setenv("WEB_CONCURRENCY", "3")  # an explicit choice stands (and is warned about)
+        assert runpy.run_path(str(self.GUNICORN))["workers"] == 3
+
+    def test_with_redis_a_worker_per_core(self, monkeypatch):
+        monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+        monkeypatch.setenv("RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:6379/0")
+        assert runpy.run_path(str(self.GUNICORN))["workers"] == os.cpu_count()
 
 
 def test_a_csrf_failure_is_in_the_envelope(db):
