@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 BUFFER_KEY = "{usage}:buffer"
 INFLIGHT_INDEX_KEY = "{usage}:inflight"
 INFLIGHT_PREFIX = "{usage}:inflight:"
+# Events no row could be made of, kept for a person to look at (the newest DEAD_LETTER_MAX).
+DEAD_LETTER_KEY = "{usage}:dead"
+DEAD_LETTER_MAX = 10_000
 
 COLUMNS = (
     "event_id",
@@ -86,9 +89,11 @@ def usage_event(
     api_key = getattr(request, "api_key", None)
     user = getattr(request, "user", None)
     try:
-        request_size = int(request.META.get("CONTENT_LENGTH") or 0)
+        request_size: int | None = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         request_size = None
+    if getattr(request, "body_refused", None) is not None:
+        request_size = None  # refused unread: what the header claimed was never received
     return {
         "event_id": str(uuid.uuid4()),
         "request_id": getattr(request, "request_id", "")[:128],

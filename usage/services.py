@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Aggregate, Case, Count, FloatField, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
@@ -23,6 +23,8 @@ from tenants.models import Tenant
 from usage.events import (
     BUFFER_KEY,
     COLUMNS,
+    DEAD_LETTER_KEY,
+    DEAD_LETTER_MAX,
     INFLIGHT_INDEX_KEY,
     INFLIGHT_PREFIX,
     buffer_client,
@@ -110,19 +112,92 @@ class FlushResult:
         return self.taken - self.inserted
 
 
+INT32_MAX = 2**31 - 1
+OUTCOMES = frozenset(UsageLog.Outcome.values)
+
+
+def _uuid_or_none(value: object, *, nullable: bool) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("not a UUID")
+    return str(uuid.UUID(value))
+
+
+def _count_or_none(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT32_MAX:
+        raise ValueError("not a byte count")
+    return value
+
+
+def _text(value: object, length: int) -> str:
+    if not isinstance(value, str) or "\x00" in value:
+        raise ValueError("not a text")
+    return value[:length]
+
+
+def _event_checked(raw: object) -> dict:
+    """The event as its row will hold it, each value of the type and range of its column; a
+    ValueError names what is not (a batch is stored whole or not at all, so nothing unstorable may
+    reach it)."""
+    if not isinstance(raw, dict) or not set(COLUMNS) <= set(raw):
+        raise ValueError("missing fields")
+    status, latency = raw["status_code"], raw["latency_ms"]
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 999:
+        raise ValueError("not a status code")
+    if isinstance(latency, bool) or not isinstance(latency, int | float) or not 0 <= latency < 1e12:
+        raise ValueError("not a latency")
+    if raw["outcome"] not in OUTCOMES:
+        raise ValueError("not an outcome")
+    moment = datetime.fromisoformat(_text(raw["timestamp"], 64))
+    if moment.tzinfo is None:
+        raise ValueError("a timestamp without its time zone")
+    return {
+        "event_id": _uuid_or_none(raw["event_id"], nullable=False),
+        "request_id": _text(raw["request_id"], 128),
+        "tenant_id": _uuid_or_none(raw["tenant_id"], nullable=False),
+        "api_key_id": _uuid_or_none(raw["api_key_id"], nullable=True),
+        "user_id": _uuid_or_none(raw["user_id"], nullable=True),
+        "endpoint": _text(raw["endpoint"], 255),
+        "method": _text(raw["method"], 10),
+        "status_code": status,
+        "outcome": raw["outcome"],
+        "latency_ms": float(latency),
+        "request_size_bytes": _count_or_none(raw["request_size_bytes"]),
+        "response_size_bytes": _count_or_none(raw["response_size_bytes"]),
+        "timestamp": moment.isoformat(),
+    }
+
+
+def _dead_letter(items: list[bytes | str], reason: str, why: object = "") -> None:
+    """Keeps events that cannot be stored where an operator can look at them (the newest
+    DEAD_LETTER_MAX), and counts them; they no longer hold back the pipeline."""
+    usage_rejected_total.labels(reason).inc(len(items))
+    for item in items:
+        logger.error("Usage event set aside in %s (%s: %s): %.300r", DEAD_LETTER_KEY, reason, why, item)
+    client = buffer_client()
+    if client is None:
+        return
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.rpush(DEAD_LETTER_KEY, *items)
+        pipe.ltrim(DEAD_LETTER_KEY, -DEAD_LETTER_MAX, -1)
+        pipe.execute()
+    except redis.RedisError:
+        logger.warning("Could not keep %d usage events set aside in %s", len(items), DEAD_LETTER_KEY)
+
+
 def _parse(items: list[bytes]) -> list[dict]:
-    """The events of a batch that can be stored. One that cannot (unreadable, or of a tenant deleted
-    since) is logged and skipped: it must not hold back the events behind it."""
+    """The events of a batch that can be stored. One that cannot (unreadable, a value its column
+    cannot hold, or of a tenant deleted since) is set aside: it must not hold back the events behind it."""
     events = []
     for item in items:
         try:
-            event = json.loads(item)
-            if not isinstance(event, dict) or not set(COLUMNS) <= set(event):
-                raise ValueError("missing fields")
-            events.append(event)
-        except ValueError:
-            usage_rejected_total.labels("unreadable").inc()
-            logger.error("Skipped an unreadable usage event: %.200r", item)
+            events.append(_event_checked(json.loads(item)))
+        except (ValueError, TypeError) as exc:
+            _dead_letter([item], "unreadable", exc)
     tenants = {
         str(pk)
         for pk in Tenant.objects.filter(id__in={e["tenant_id"] for e in events}).values_list("id", flat=True)
@@ -146,8 +221,25 @@ def _parse(items: list[bytes]) -> list[dict]:
 
 def _store(items: list[bytes]) -> int:
     events = _parse(items)
-    with transaction.atomic():
-        return usage_rows_insert(events)
+    try:
+        with transaction.atomic():
+            return usage_rows_insert(events)
+    except (OperationalError, InterfaceError):
+        raise  # the database is unreachable: the batch stays in flight for the next flush
+    except DatabaseError:
+        # Something the checks above let through: the batch one row at a time, so that only the row
+        # the database refuses is set aside.
+        logger.exception("A batch of %d usage events was refused; storing them one by one", len(events))
+        inserted = 0
+        for event in events:
+            try:
+                with transaction.atomic():
+                    inserted += usage_rows_insert([event])
+            except (OperationalError, InterfaceError):
+                raise
+            except DatabaseError as exc:
+                _dead_letter([json.dumps(event)], "refused", exc)
+        return inserted
 
 
 def _acknowledge(client: redis.Redis, batch_key: str) -> None:
@@ -211,6 +303,10 @@ def usage_pending_flush() -> None:
         usage_flush(recover_all=True)
     except redis.RedisError:
         logger.warning("Usage buffer unavailable while reading usage; answering from the database only")
+    except (OperationalError, InterfaceError):
+        raise  # the read itself needs the database: the answer is the 503 of an unreachable one
+    except Exception:
+        logger.exception("Could not store the buffered usage events; answering from the database only")
 
 
 # --- Reading usage ----------------------------------------------------------------------------------

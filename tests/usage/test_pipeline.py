@@ -329,3 +329,85 @@ def test_a_poison_event_does_not_hold_back_the_others(world, buffer, make_key):
     assert stored[good["event_id"]].api_key_id == api_key.id
     assert stored[gone_key["event_id"]].api_key_id is None
     assert buffer.llen(events.BUFFER_KEY) == 0 and buffer.zcard(events.INFLIGHT_INDEX_KEY) == 0
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"tenant_id": "not-a-uuid"},
+        {"tenant_id": ["x"]},
+        {"user_id": "nope"},
+        {"timestamp": "yesterday"},
+        {"timestamp": "2026-11-22T10:00:00"},
+        {"endpoint": None},
+        {"endpoint": "/api/v1/a\x00b"},
+        {"status_code": "200"},
+        {"latency_ms": float("nan")},
+        {"outcome": "splendid"},
+        {"request_size_bytes": 99_999_999_999},
+    ],
+)
+def test_an_event_no_row_can_hold_is_set_aside_and_the_rest_stored(world, buffer, client_for, bad):
+    good = [event(world.tenant) for _ in range(3)]
+    poison = {**event(world.tenant), **bad}
+    buffer.rpush(events.BUFFER_KEY, json.dumps(good[0]), json.dumps(poison), *map(json.dumps, good[1:]))
+    assert services.usage_flush().inserted == 3
+    assert {str(row.event_id) for row in UsageLog.objects.all()} == {e["event_id"] for e in good}
+    assert [json.loads(item)["event_id"] for item in buffer.lrange(events.DEAD_LETTER_KEY, 0, -1)] == [
+        poison["event_id"]
+    ]
+    assert buffer.llen(events.BUFFER_KEY) == 0 and buffer.zcard(events.INFLIGHT_INDEX_KEY) == 0
+    assert client_for(world.admin).get("/api/v1/usage").json()["totals"]["requests"] == 3
+
+
+@pytest.mark.redis
+def test_a_huge_declared_body_is_refused_counted_and_does_not_poison_the_pipeline(
+    world, buffer, make_key, client_for
+):
+    _, secret = make_key()
+    key = APIClient()
+    key.credentials(HTTP_X_API_KEY=secret)
+    refused = key.generic(
+        "POST", "/api/v1/items", "{}", CONTENT_TYPE="application/json", CONTENT_LENGTH="99999999999"
+    )
+    assert refused.status_code == 413
+    assert client_for(world.outsider).get("/api/v1/usage").status_code == 200
+    assert client_for(world.admin).get("/api/v1/usage").json()["totals"] == {
+        "requests": 1,
+        "errors": 1,
+        "rate_limited": 0,
+    }
+    row = UsageLog.objects.get(tenant=world.tenant, status_code=413)
+    assert row.request_size_bytes is None  # refused unread: nothing was received
+    assert buffer.llen(events.DEAD_LETTER_KEY) == 0
+
+
+@pytest.mark.redis
+def test_a_row_the_database_refuses_is_set_aside_alone(world, buffer):
+    # A refusal the checks cannot foresee, made by the database itself: a trigger that rejects 418s.
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION no_teapots() RETURNS trigger AS $$ BEGIN IF NEW.status_code = 418 THEN "
+                "RAISE EXCEPTION 'no teapots' USING ERRCODE = 'check_violation'; END IF; RETURN NEW; "
+                "END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER no_teapots BEFORE INSERT ON usage_logs "
+                "FOR EACH ROW EXECUTE FUNCTION no_teapots()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER no_teapots BEFORE INSERT ON usage_logs WHEN NEW.status_code = 418 "
+                "BEGIN SELECT RAISE(ABORT, 'no teapots'); END"
+            )
+    good = [event(world.tenant) for _ in range(4)]
+    teapot = event(world.tenant, status=418)
+    buffer.rpush(events.BUFFER_KEY, *map(json.dumps, [*good[:2], teapot, *good[2:]]))
+    assert services.usage_flush().inserted == 4
+    assert UsageLog.objects.count() == 4 and not UsageLog.objects.filter(status_code=418).exists()
+    assert [json.loads(item)["event_id"] for item in buffer.lrange(events.DEAD_LETTER_KEY, 0, -1)] == [
+        teapot["event_id"]
+    ]
+    assert buffer.zcard(events.INFLIGHT_INDEX_KEY) == 0
