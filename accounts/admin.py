@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from accounts.models import User, UserSession
-from accounts.services import sessions_end_all
+from accounts.services import LAST_ADMIN, sessions_end_all, user_change_keeps_an_admin
 from tenants.audit import audit_record, snapshot
 from tenants.models import AuditEntry
 
@@ -23,6 +23,17 @@ class UserEditForm(UserChangeForm):
     class Meta:
         model = User
         fields = "__all__"
+
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        # The rule of the API's user_update, on the stored user; a move to another tenant takes the
+        # admin away from the first one, as a change of role would.
+        stored = User.objects.get(pk=self.instance.pk)
+        moved = data.get("tenant") is not None and data["tenant"].pk != stored.tenant_id
+        role = User.Role.VIEWER if moved else data.get("role")
+        if not user_change_keeps_an_admin(user=stored, role=role, is_active=data.get("is_active")):
+            raise forms.ValidationError(LAST_ADMIN)
+        return data
 
 
 class SessionInline(admin.TabularInline):

@@ -153,16 +153,25 @@ def _other_active_admins(user: User) -> bool:
     )
 
 
-def user_update(
-    *, user: User, email: str | None = None, role: str | None = None, is_active: bool | None = None
-) -> User:
+LAST_ADMIN = "A tenant must keep at least one active admin."
+
+
+def user_change_keeps_an_admin(*, user: User, role: str | None, is_active: bool | None) -> bool:
+    """Whether the tenant of `user` still has an active admin after this change of role or state."""
     losing_admin = (
-        user.role == User.Role.ADMIN
+        user.tenant_id is not None
+        and user.role == User.Role.ADMIN
         and user.is_active
         and ((role is not None and role != User.Role.ADMIN) or is_active is False)
     )
-    if losing_admin and not _other_active_admins(user):
-        raise Conflict("A tenant must keep at least one active admin.")
+    return not losing_admin or _other_active_admins(user)
+
+
+def user_update(
+    *, user: User, email: str | None = None, role: str | None = None, is_active: bool | None = None
+) -> User:
+    if not user_change_keeps_an_admin(user=user, role=role, is_active=is_active):
+        raise Conflict(LAST_ADMIN)
     if email is not None:
         user.email = email
     if role is not None:

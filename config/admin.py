@@ -19,6 +19,9 @@ class ConsoleSite(admin.AdminSite):
         from tenants.models import AuditEntry, Tenant
         from usage.models import DailyUsage, UsageLog
 
+        if not request.user.has_perm("tenants.view_tenant"):
+            # The business's figures are for the staff roles that may look at tenants.
+            return super().index(request, extra_context)
         today = timezone.now().date()
         midnight = datetime.combine(today, datetime.min.time(), tzinfo=UTC)
         month = DailyUsage.objects.filter(day__gte=today.replace(day=1), day__lt=today)
@@ -33,6 +36,7 @@ class ConsoleSite(admin.AdminSite):
         leaders = sorted(top.items(), key=lambda pair: -pair[1])[:5]
         names = dict(Tenant.objects.filter(pk__in=[pk for pk, _ in leaders]).values_list("pk", "name"))
         context = {
+            "dashboard": True,
             "tenants_by_status": list(
                 Tenant.objects.values("status").annotate(n=Count("pk")).order_by("status")
             ),

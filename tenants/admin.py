@@ -25,12 +25,21 @@ CONSOLE = AuditEntry.Source.CONSOLE
 
 
 class UserInline(admin.TabularInline):
+    """The tenant's users, to look at: a change goes through the user's own page (its link), which
+    ends sessions, keeps an admin and writes the audit trail."""
+
     model = User
     extra = 0
     fields = ("email", "role", "is_active", "last_login", "created_at")
-    readonly_fields = ("last_login", "created_at")
+    readonly_fields = fields
     show_change_link = True
     ordering = ("email",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
+        return False
 
 
 class TenantCreateForm(forms.ModelForm):

@@ -1,3 +1,5 @@
+from datetime import date
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -5,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 
 from tenants.audit import audit_record
 from usage.models import DailyUsage, Invoice, RateLimit, UsageLog
@@ -73,6 +76,12 @@ class InvoiceRunForm(forms.Form):
         input_formats=["%Y-%m"], help_text="YYYY-MM", widget=forms.TextInput(attrs={"placeholder": "2026-10"})
     )
 
+    def clean_month(self) -> date:
+        month = self.cleaned_data["month"]
+        if month > timezone.now().date():
+            raise forms.ValidationError("That month has not begun.")
+        return month
+
 
 @admin.register(Invoice)
 class InvoiceAdmin(ReadOnlyAdmin):
@@ -85,6 +94,12 @@ class InvoiceAdmin(ReadOnlyAdmin):
     def get_urls(self) -> list:
         run = path("run/", self.admin_site.admin_view(self.run_view), name="usage_invoice_run")
         return [run, *super().get_urls()]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # A filter on an amount in the query string would tell it, one yes or no at a time.
+        if "_cents" in lookup and not (request and request.user.has_perm("tenants.view_invoice_amounts")):
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     def get_fields(self, request: HttpRequest, obj: Invoice | None = None) -> list[str]:
         fields = super().get_fields(request, obj)

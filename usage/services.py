@@ -415,6 +415,10 @@ def usage_summary(*, tenant_id: str, start: datetime, end: datetime, granularity
 # --- Rollups, invoices, partitions ------------------------------------------------------------------
 
 
+# The first key of the rollups' advisory locks (the second is the day).
+ROLLUP_LOCK = 7_310_001
+
+
 def usage_rollup(*, day: date) -> int:
     """Rolls one UTC day of raw rows up into DailyUsage, replacing what was there: run it twice, same
     result. A day whose raw rows are past retention is left as it is."""
@@ -440,6 +444,11 @@ def usage_rollup(*, day: date) -> int:
         .order_by()
     )
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Two rollups of one day (the hourly job, the billing job, a console re-run) take turns:
+            # the second's delete would not see the first's new rows, and its insert would collide.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ROLLUP_LOCK, day.toordinal()])
         DailyUsage.objects.filter(day=day).delete()
         DailyUsage.objects.bulk_create(DailyUsage(day=day, **group) for group in groups)
     return DailyUsage.objects.filter(day=day).count()
@@ -454,8 +463,13 @@ def next_month(first: date) -> date:
 
 
 def invoice_generate(*, tenant: Tenant, month: date) -> Invoice:
-    """The tenant's invoice for the month from its daily rollups; re-running replaces it in place."""
+    """The tenant's invoice for the month from its daily rollups; re-running replaces it in place.
+    A month that has ended keeps the plan its invoice was first made with: a later change of plan
+    does not reprice it."""
     first = month_start(month)
+    closed = next_month(first) <= timezone.now().date()
+    issued_plan = Invoice.objects.filter(tenant=tenant, month=first).values_list("plan", flat=True).first()
+    plan = issued_plan if closed and issued_plan else tenant.plan
     days = DailyUsage.objects.filter(tenant=tenant, day__gte=first, day__lt=next_month(first))
     figures = days.aggregate(
         answered=Coalesce(Sum("requests"), 0),
@@ -463,14 +477,14 @@ def invoice_generate(*, tenant: Tenant, month: date) -> Invoice:
         failed=Coalesce(Sum("requests", filter=Q(status_class="5xx")), 0),
     )
     billable = figures["answered"] - figures["refused"] - figures["failed"]
-    price = settings.PLAN_PRICES.get(tenant.plan) or settings.PLAN_PRICES["starter"]
+    price = settings.PLAN_PRICES.get(plan) or settings.PLAN_PRICES["starter"]
     overage = max(0, billable - price["included_requests"])
     overage_cents = (overage * price["overage_per_1000_cents"] + 999) // 1000
     invoice, _ = Invoice.objects.update_or_create(
         tenant=tenant,
         month=first,
         defaults={
-            "plan": tenant.plan,
+            "plan": plan,
             "requests": billable,
             "included_requests": price["included_requests"],
             "overage_requests": overage,
@@ -483,15 +497,20 @@ def invoice_generate(*, tenant: Tenant, month: date) -> Invoice:
 
 
 def invoices_generate(*, month: date) -> int:
-    """Rolls the month up (the days still in raw retention), then invoices every tenant that was not
-    already cancelled before it began and had usage or is still on the books."""
+    """Rolls the month up (the days still in raw retention), then invoices every tenant that existed
+    in it and was not already cancelled before it began. A month that has not begun is refused."""
     first = month_start(month)
+    if first > timezone.now().date():
+        raise ValueError(f"{first:%Y-%m} has not begun: only a month under way or past is invoiced.")
     day = first
     while day < min(next_month(first), timezone.now().date() + timedelta(days=1)):
         usage_rollup(day=day)
         day += timedelta(days=1)
     began = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
-    tenants = Tenant.objects.exclude(status=Tenant.Status.CANCELLED, updated_at__lt=began)
+    ended = datetime.combine(next_month(first), datetime.min.time(), tzinfo=UTC)
+    tenants = Tenant.objects.filter(created_at__lt=ended).exclude(
+        status=Tenant.Status.CANCELLED, cancelled_at__lt=began
+    )
     count = 0
     for tenant in tenants:
         invoice_generate(tenant=tenant, month=first)

@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from tenants.models import Tenant
 from tests.usage.factories import event, invoice
 from usage import events, services
 from usage.models import DailyUsage, Invoice, UsageLog
@@ -229,6 +230,7 @@ class TestRollupsAndInvoices:
     def test_a_past_month_can_be_invoiced_again_from_its_rollups(self, world, settings):
         settings.USAGE_RAW_RETENTION_DAYS = 30
         month = date(2025, 1, 1)
+        Tenant.objects.filter(pk=world.tenant.pk).update(created_at=datetime(2024, 6, 1, tzinfo=UTC))
         DailyUsage.objects.create(
             tenant=world.tenant,
             day=date(2025, 1, 15),
@@ -263,6 +265,55 @@ class TestRollupsAndInvoices:
         assert DailyUsage.objects.filter(tenant=world.tenant).exists()
         assert Invoice.objects.filter(tenant=world.tenant).exists()
         assert "invoice" in out.getvalue()
+
+
+class TestWhoIsBilledForWhat:
+    LAST_MONTH = (timezone.now().date().replace(day=1) - timedelta(days=1)).replace(day=1)
+
+    def _since(self, tenant, moment):
+        Tenant.objects.filter(pk=tenant.pk).update(created_at=moment)
+        tenant.refresh_from_db()
+
+    def test_a_tenant_is_not_billed_for_a_month_before_it_existed(self, world):
+        self._since(world.other_tenant, datetime.combine(self.LAST_MONTH, datetime.min.time(), tzinfo=UTC))
+        assert services.invoices_generate(month=self.LAST_MONTH) == 1  # globex; acme came this month
+        assert list(Invoice.objects.values_list("tenant__slug", flat=True)) == ["globex"]
+
+    def test_a_closed_month_keeps_its_plan_when_the_plan_changes_later(self, world):
+        self._since(world.tenant, timezone.now() - timedelta(days=400))
+        services.invoices_generate(month=self.LAST_MONTH)
+        issued = Invoice.objects.get(tenant=world.tenant, month=self.LAST_MONTH)
+        world.tenant.plan = "enterprise"
+        world.tenant.save()
+        services.invoices_generate(month=self.LAST_MONTH)  # beat runs it again for a while
+        again = Invoice.objects.get(tenant=world.tenant, month=self.LAST_MONTH)
+        assert (again.plan, again.total_cents) == (issued.plan, issued.total_cents) == ("starter", 4900)
+        this_month = services.invoice_generate(tenant=world.tenant, month=timezone.now().date())
+        assert this_month.plan == "enterprise"  # a month under way follows the plan
+
+    def test_a_tenant_cancelled_before_the_month_stays_unbilled_whatever_changes_later(self, world):
+        from tenants.services import tenant_cancel, tenant_update
+
+        self._since(world.tenant, timezone.now() - timedelta(days=400))
+        tenant_cancel(tenant=world.tenant)
+        Tenant.objects.filter(pk=world.tenant.pk).update(cancelled_at=timezone.now() - timedelta(days=100))
+        world.tenant.refresh_from_db()
+        tenant_update(tenant=world.tenant, name="Acme Inc.")  # a later edit of the cancelled tenant
+        assert services.invoices_generate(month=self.LAST_MONTH) == 0
+
+    def test_a_month_that_has_not_begun_is_not_invoiced(self, world, console):
+        from io import StringIO
+
+        from django.core.management import CommandError, call_command
+
+        upcoming = services.next_month(timezone.now().date().replace(day=1))
+        with pytest.raises(ValueError, match="has not begun"):
+            services.invoices_generate(month=upcoming)
+        with pytest.raises(CommandError, match="has not begun"):
+            call_command("usage_invoices", "--month", f"{upcoming:%Y-%m}", stdout=StringIO())
+        page = console.post("/admin/usage/invoice/run/", {"month": f"{upcoming:%Y-%m}"})
+        assert page.status_code == 200 and "That month has not begun." in page.content.decode()
+        assert not Invoice.objects.exists()
 
 
 class TestPartitions:
@@ -411,3 +462,48 @@ def test_a_row_the_database_refuses_is_set_aside_alone(world, buffer):
         teapot["event_id"]
     ]
     assert buffer.zcard(events.INFLIGHT_INDEX_KEY) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_rollups_of_one_day_take_turns(world):
+    if connection.vendor != "postgresql":
+        pytest.skip("the race is PostgreSQL's (SQLite writes one transaction at a time)")
+    import threading
+
+    import psycopg
+
+    from tests.live import database_url_of_tests
+
+    events.usage_rows_insert([event(world.tenant) for _ in range(5)])
+    day = timezone.now().date()
+    # Another rollup of the day, half done: it has taken the day's lock, replaced the rows, not committed.
+    other = psycopg.connect(database_url_of_tests())
+    other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [services.ROLLUP_LOCK, day.toordinal()])
+    other.execute("DELETE FROM usage_daily WHERE day = %s", [day])
+    other.execute(
+        "INSERT INTO usage_daily (tenant_id, day, endpoint, method, status_class, requests, errors, "
+        "rate_limited, latency_ms_sum) VALUES (%s, %s, '/api/v1/probe', 'GET', '2xx', 5, 0, 0, 10)",
+        [world.tenant.id, day],
+    )
+    failures: list[Exception] = []
+
+    def rollup() -> None:
+        try:
+            services.usage_rollup(day=day)
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    second = threading.Thread(target=rollup)
+    second.start()
+    with psycopg.connect(database_url_of_tests()) as watcher:
+        for _ in range(500):  # until the second rollup waits on a lock (at most about 5 s)
+            if watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:
+                break
+            second.join(0.01)
+    other.commit()
+    other.close()
+    second.join(30)
+    assert not failures
+    assert list(DailyUsage.objects.filter(day=day).values_list("requests", flat=True)) == [5]

@@ -21,5 +21,8 @@ class Command(BaseCommand):
                 raise CommandError("--month must look like 2026-10") from exc
         else:
             month = timezone.now().date().replace(day=1) - timedelta(days=1)
-        count = invoices_generate(month=month)
+        try:
+            count = invoices_generate(month=month)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write(f"{month:%Y-%m}: {count} invoice(s) made")
