@@ -83,6 +83,13 @@ class DailyUsage(models.Model):
     requests = models.PositiveBigIntegerField(default=0)
     errors = models.PositiveBigIntegerField(default=0)
     rate_limited = models.PositiveBigIntegerField(default=0)
+    # A default in the database too: a worker of the previous release, still rolling up during a
+    # deploy, inserts rows without this column.
+    unauthorized = models.PositiveBigIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Answered 401 or 403: refused by the credential's or role's rights.",
+    )
     latency_ms_sum = models.FloatField(default=0)
 
     class Meta:
@@ -106,7 +113,9 @@ class Invoice(models.Model):
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="invoices")
     month = models.DateField(help_text="The first day of the month billed.")
     plan = models.CharField(max_length=32)
-    requests = models.PositiveBigIntegerField(help_text="Billable requests: all but 429 and 5xx answers.")
+    requests = models.PositiveBigIntegerField(
+        help_text="Billable requests: all but those refused (401, 403, 429) or failed (5xx)."
+    )
     included_requests = models.PositiveBigIntegerField()
     overage_requests = models.PositiveBigIntegerField()
     base_cents = models.PositiveBigIntegerField()

@@ -439,6 +439,7 @@ def usage_rollup(*, day: date) -> int:
             requests=Count("id"),
             errors=Count("id", filter=Q(status_code__gte=400) & ~Q(status_code=429)),
             rate_limited=Count("id", filter=Q(status_code=429)),
+            unauthorized=Count("id", filter=Q(status_code__in=(401, 403))),
             latency_ms_sum=Sum("latency_ms"),
         )
         .order_by()
@@ -473,10 +474,13 @@ def invoice_generate(*, tenant: Tenant, month: date) -> Invoice:
     days = DailyUsage.objects.filter(tenant=tenant, day__gte=first, day__lt=next_month(first))
     figures = days.aggregate(
         answered=Coalesce(Sum("requests"), 0),
-        refused=Coalesce(Sum("rate_limited"), 0),
+        throttled=Coalesce(Sum("rate_limited"), 0),
+        unauthorized=Coalesce(Sum("unauthorized"), 0),
         failed=Coalesce(Sum("requests", filter=Q(status_class="5xx")), 0),
     )
-    billable = figures["answered"] - figures["refused"] - figures["failed"]
+    # A tenant pays for what was served: not for refusals (a revoked key's, a suspension's, a
+    # throttled burst's) nor for our failures.
+    billable = figures["answered"] - figures["throttled"] - figures["unauthorized"] - figures["failed"]
     price = settings.PLAN_PRICES.get(plan) or settings.PLAN_PRICES["starter"]
     overage = max(0, billable - price["included_requests"])
     overage_cents = (overage * price["overage_per_1000_cents"] + 999) // 1000
@@ -545,7 +549,10 @@ def usage_partitions_prune() -> list[str]:
     after rolling their days up once more."""
     cutoff = raw_retention_cutoff()
     if connection.vendor != "postgresql":
-        UsageLog.objects.filter(timestamp__lt=cutoff).delete()
+        # Whole days, as rollups count them: the cutoff's own day stays complete.
+        UsageLog.objects.filter(
+            timestamp__lt=datetime.combine(cutoff.date(), datetime.min.time(), tzinfo=UTC)
+        ).delete()
         return []
     dropped = []
     with connection.cursor() as cursor:

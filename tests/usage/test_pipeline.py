@@ -168,21 +168,20 @@ class TestRollupsAndInvoices:
             event(world.tenant, noon, 404),
             event(world.tenant, noon, 429),
             event(world.tenant, noon, 503),
+            event(world.tenant, noon, 401),
+            event(world.tenant, noon, 403),
         ]
         batch += [event(world.other_tenant, noon, 200)]
         batch += [event(world.tenant, noon + timedelta(days=1), 200)]  # another day
         events.usage_rows_insert(batch)
+        columns = ("tenant_id", "status_class", "requests", "errors", "rate_limited", "unauthorized")
         services.usage_rollup(day=day)
-        first = sorted(
-            DailyUsage.objects.values_list("tenant_id", "status_class", "requests", "errors", "rate_limited")
-        )
+        first = sorted(DailyUsage.objects.values_list(*columns))
         services.usage_rollup(day=day)
-        second = sorted(
-            DailyUsage.objects.values_list("tenant_id", "status_class", "requests", "errors", "rate_limited")
-        )
+        second = sorted(DailyUsage.objects.values_list(*columns))
         assert first == second
         mine = {row[1]: row[2:] for row in first if row[0] == world.tenant.id}
-        assert mine == {"2xx": (3, 0, 0), "4xx": (2, 1, 1), "5xx": (1, 1, 0)}
+        assert mine == {"2xx": (3, 0, 0, 0), "4xx": (4, 3, 1, 2), "5xx": (1, 1, 0, 0)}
         assert DailyUsage.objects.get(tenant=world.tenant, status_class="2xx").latency_ms_sum == 3
 
     def test_invoices_match_the_plan_catalogue_and_rerun_to_the_same_figures(self, world, settings):
@@ -193,9 +192,10 @@ class TestRollupsAndInvoices:
         }
         month = timezone.now().date().replace(day=1)
         moment = datetime.combine(month, datetime.min.time(), tzinfo=UTC) + timedelta(hours=1)
-        # 9 billable for acme (12 answered, minus one 429 and two 5xx); 2 for globex.
+        # 9 billable for acme (14 answered, minus a 401 and a 403, a 429 and two 5xx); 2 for globex.
         batch = [event(world.tenant, moment + timedelta(minutes=i)) for i in range(8)]
         batch += [event(world.tenant, moment, 404), event(world.tenant, moment, 429)]
+        batch += [event(world.tenant, moment, 401), event(world.tenant, moment, 403)]
         batch += [event(world.tenant, moment, 500), event(world.tenant, moment, 502)]
         batch += [event(world.other_tenant, moment) for _ in range(2)]
         events.usage_rows_insert(batch)
@@ -336,6 +336,16 @@ class TestPartitions:
         ]
         if connection.vendor == "postgresql":
             assert dropped == [f"usage_logs_p{old:%Y_%m}"]
+
+    def test_the_day_of_the_retention_cutoff_stays_whole_for_its_rollup(self, world, settings):
+        settings.USAGE_RAW_RETENTION_DAYS = 90
+        cutoff = services.raw_retention_cutoff()
+        first_minute = datetime.combine(cutoff.date(), datetime.min.time(), tzinfo=UTC) + timedelta(seconds=1)
+        events.usage_rows_insert([event(world.tenant, first_minute), event(world.tenant, cutoff)])
+        services.usage_partitions_prune()
+        assert UsageLog.objects.count() == 2
+        services.usage_rollup(day=cutoff.date())
+        assert DailyUsage.objects.get(tenant=world.tenant, day=cutoff.date()).requests == 2
 
     @pytest.mark.skipif("connection.vendor != 'postgresql'")
     def test_partitions_are_created_ahead(self, db):
