@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Aggregate, Case, Count, FloatField, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
@@ -135,6 +135,7 @@ def _count_or_none(value: object) -> int | None:
 def _text(value: object, length: int) -> str:
     if not isinstance(value, str) or "\x00" in value:
         raise ValueError("not a text")
+    value.encode()  # a lone surrogate cannot be stored: UnicodeEncodeError, a ValueError
     return value[:length]
 
 
@@ -219,27 +220,29 @@ def _parse(items: list[bytes]) -> list[dict]:
     return kept
 
 
+# What the database says of a row it will never take (a value, a constraint). Any other error (it is
+# unreachable, read-only after a failover, a table missing during a deploy) leaves the batch in
+# flight, to be stored by a later flush.
+REFUSALS_OF_A_ROW = (DataError, IntegrityError)
+
+
 def _store(items: list[bytes]) -> int:
     events = _parse(items)
     try:
         with transaction.atomic():
             return usage_rows_insert(events)
-    except (OperationalError, InterfaceError):
-        raise  # the database is unreachable: the batch stays in flight for the next flush
-    except DatabaseError:
+    except REFUSALS_OF_A_ROW:
         # Something the checks above let through: the batch one row at a time, so that only the row
         # the database refuses is set aside.
         logger.exception("A batch of %d usage events was refused; storing them one by one", len(events))
-        inserted = 0
-        for event in events:
-            try:
-                with transaction.atomic():
-                    inserted += usage_rows_insert([event])
-            except (OperationalError, InterfaceError):
-                raise
-            except DatabaseError as exc:
-                _dead_letter([json.dumps(event)], "refused", exc)
-        return inserted
+    inserted = 0
+    for event in events:
+        try:
+            with transaction.atomic():
+                inserted += usage_rows_insert([event])
+        except REFUSALS_OF_A_ROW as exc:
+            _dead_letter([json.dumps(event)], "refused", exc)
+    return inserted
 
 
 def _acknowledge(client: redis.Redis, batch_key: str) -> None:
@@ -259,6 +262,18 @@ def _inflight_store(client: redis.Redis, horizon: float | str) -> tuple[int, int
         inserted += _store(items)
         _acknowledge(client, batch_key)
     return taken, inserted
+
+
+def usage_dead_letters_requeue() -> int:
+    """Puts the events set aside back on the buffer, once what refused them has been put right; one
+    still unstorable is set aside again by the next flush. Returns how many were moved."""
+    client = buffer_client()
+    if client is None:
+        return 0
+    moved = 0
+    while moved < DEAD_LETTER_MAX and client.lmove(DEAD_LETTER_KEY, BUFFER_KEY, "LEFT", "RIGHT"):
+        moved += 1
+    return moved
 
 
 def usage_flush(
@@ -303,10 +318,6 @@ def usage_pending_flush() -> None:
         usage_flush(recover_all=True)
     except redis.RedisError:
         logger.warning("Usage buffer unavailable while reading usage; answering from the database only")
-    except (OperationalError, InterfaceError):
-        raise  # the read itself needs the database: the answer is the 503 of an unreachable one
-    except Exception:
-        logger.exception("Could not store the buffered usage events; answering from the database only")
 
 
 # --- Reading usage ----------------------------------------------------------------------------------

@@ -5,9 +5,11 @@ import logging
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from io import StringIO
 
 import pytest
-from django.db import connection
+from django.core.management import call_command
+from django.db import DatabaseError, connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -407,6 +409,7 @@ def test_a_poison_event_does_not_hold_back_the_others(world, buffer, make_key):
         {"latency_ms": float("nan")},
         {"outcome": "splendid"},
         {"request_size_bytes": 99_999_999_999},
+        {"endpoint": "/api/v1/\ud800"},
     ],
 )
 def test_an_event_no_row_can_hold_is_set_aside_and_the_rest_stored(world, buffer, client_for, bad):
@@ -471,6 +474,32 @@ def test_a_row_the_database_refuses_is_set_aside_alone(world, buffer):
     assert [json.loads(item)["event_id"] for item in buffer.lrange(events.DEAD_LETTER_KEY, 0, -1)] == [
         teapot["event_id"]
     ]
+    assert buffer.zcard(events.INFLIGHT_INDEX_KEY) == 0
+    # Once what refused it is put right, an operator puts it back, and it is stored.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DROP TRIGGER no_teapots" + (" ON usage_logs" if connection.vendor == "postgresql" else "")
+        )
+    out = StringIO()
+    call_command("usage_dead_letters", stdout=out)
+    assert out.getvalue().startswith("1 event(s) set aside") and teapot["event_id"] in out.getvalue()
+    call_command("usage_dead_letters", "--requeue", stdout=out)
+    assert services.usage_flush().inserted == 1
+    assert UsageLog.objects.filter(status_code=418).count() == 1 and buffer.llen(events.DEAD_LETTER_KEY) == 0
+
+
+@pytest.mark.redis
+def test_a_database_that_cannot_take_rows_at_all_leaves_the_batch_in_flight(world, buffer, client_for):
+    batch = [event(world.tenant) for _ in range(3)]
+    buffer.rpush(events.BUFFER_KEY, *map(json.dumps, batch))
+    with connection.cursor() as cursor:  # as during a deploy that has not created it yet
+        cursor.execute("ALTER TABLE usage_logs RENAME TO usage_logs_elsewhere")
+    with pytest.raises(DatabaseError):
+        services.usage_flush()
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE usage_logs_elsewhere RENAME TO usage_logs")
+    assert buffer.llen(events.DEAD_LETTER_KEY) == 0 and buffer.zcard(events.INFLIGHT_INDEX_KEY) == 1
+    assert client_for(world.admin).get("/api/v1/usage").json()["totals"]["requests"] == 3
     assert buffer.zcard(events.INFLIGHT_INDEX_KEY) == 0
 
 

@@ -1,0 +1,26 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from usage.events import DEAD_LETTER_KEY, buffer_client
+from usage.services import usage_dead_letters_requeue
+
+
+class Command(BaseCommand):
+    help = f"Shows the usage events set aside in {DEAD_LETTER_KEY}; --requeue puts them back on the buffer."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--requeue", action="store_true", help="once what refused them is put right")
+        parser.add_argument("--show", type=int, default=10, help="how many to print (default 10)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        client = buffer_client()
+        if client is None:
+            self.stdout.write("No usage buffer (USAGE_BUFFER_REDIS_URL is empty): nothing is set aside.")
+            return
+        if options["requeue"]:
+            self.stdout.write(f"{usage_dead_letters_requeue()} event(s) put back on the buffer")
+            return
+        self.stdout.write(f"{client.llen(DEAD_LETTER_KEY)} event(s) set aside")
+        for item in client.lrange(DEAD_LETTER_KEY, 0, options["show"] - 1):
+            self.stdout.write(item.decode(errors="replace") if isinstance(item, bytes) else str(item))
