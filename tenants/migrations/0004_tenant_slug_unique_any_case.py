@@ -4,6 +4,26 @@ import django.db.models.functions.text
 from django.db import migrations, models
 
 
+def slugs_told_apart(apps, schema_editor):
+    # Tenants whose slugs differ only in case ("acme", "ACME") would stop the constraint below: the
+    # oldest keeps its slug, each later one gets a numbered suffix that no other slug has.
+    Tenant = apps.get_model("tenants", "Tenant")
+    keepers, later = {}, []
+    for tenant in Tenant.objects.order_by("created_at", "id"):
+        if tenant.slug.lower() in keepers:
+            later.append(tenant)
+        else:
+            keepers[tenant.slug.lower()] = tenant
+    taken = set(keepers)
+    for tenant in later:
+        number = 2
+        while f"{tenant.slug}-{number}".lower() in taken:
+            number += 1
+        slug = f"{tenant.slug}-{number}"
+        taken.add(slug.lower())
+        Tenant.objects.filter(pk=tenant.pk).update(slug=slug)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -11,6 +31,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(slugs_told_apart, migrations.RunPython.noop),
         migrations.AddConstraint(
             model_name='tenant',
             constraint=models.UniqueConstraint(django.db.models.functions.text.Lower('slug'), name='tenants_slug_unique_any_case', violation_error_message='A tenant with this slug (in any case) already exists.'),
