@@ -29,9 +29,10 @@ class UserEditForm(UserChangeForm):
         # The rule of the API's user_update, on the stored user; a move to another tenant takes the
         # admin away from the first one, as a change of role would.
         stored = User.objects.get(pk=self.instance.pk)
-        moved = data.get("tenant") is not None and data["tenant"].pk != stored.tenant_id
-        role = User.Role.VIEWER if moved else data.get("role")
-        if not user_change_keeps_an_admin(user=stored, role=role, is_active=data.get("is_active")):
+        tenant = data.get("tenant")
+        moved = (tenant.pk if tenant is not None else None) != stored.tenant_id
+        role = User.Role.VIEWER if moved else (data.get("role") or User.Role.VIEWER)
+        if not user_change_keeps_an_admin(user=stored, role=role, is_active=bool(data.get("is_active"))):
             raise forms.ValidationError(LAST_ADMIN)
         return data
 

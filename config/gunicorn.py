@@ -19,8 +19,11 @@ environ.Env.read_env(Path(__file__).resolve().parent.parent / ".env", overwrite=
 # In a container, behind the proxy.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # nosec B104
 # Without Redis the rate limiter and the key cache live in each process: only one process keeps
-# them exact (a revoked key refused at once, N requests a minute and not N per process).
-SHARED_STATE = bool(os.environ.get("RATE_LIMIT_REDIS_URL", os.environ.get("REDIS_URL")))
+# them exact (a revoked key refused at once, N requests a minute and not N per process). The cache
+# is Redis through REDIS_URL; the limiter too, unless RATE_LIMIT_REDIS_URL names another or none.
+SHARED_STATE = bool(os.environ.get("REDIS_URL")) and bool(
+    os.environ.get("RATE_LIMIT_REDIS_URL", os.environ.get("REDIS_URL"))
+)
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() if SHARED_STATE else 1))
 # Threads let a worker overlap the waits on PostgreSQL and Redis, and keep connections alive.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")

@@ -118,7 +118,7 @@ class BodySizeLimitMiddleware:
         refusal = body_refusal(request)
         if refusal is None:
             return self.get_response(request)
-        if request.path.startswith("/api/"):
+        if request.path_info.startswith("/api/"):
             request.body_refused = refusal
             return self.get_response(request)
         return error_response(refusal.status_code, str(refusal.detail), details=refusal.details)

@@ -41,9 +41,11 @@ def _validated(serializer_class: type, data: object, batch_field: str | None = N
         return body.validated_data
     errors = dict(body.errors)
     batch_errors = errors.get(batch_field) if batch_field else None
-    # Errors of the elements come as a list of one dict per element; the field's own (missing, null,
-    # not a list, too long) as a list of messages, which stays as it is.
-    if isinstance(batch_errors, list) and any(isinstance(error, dict) for error in batch_errors):
+    # Errors of the elements come as a list of one dict per element, numbered here; the field's own
+    # (missing, null, not a list, empty, too long) as messages, in a list as for any other field.
+    if isinstance(batch_errors, dict) and set(batch_errors) == {"non_field_errors"}:
+        errors[batch_field] = batch_errors["non_field_errors"]
+    elif isinstance(batch_errors, list) and any(isinstance(error, dict) for error in batch_errors):
         errors[batch_field] = {str(index): error for index, error in enumerate(batch_errors) if error}
     raise exceptions.ValidationError(errors)
 

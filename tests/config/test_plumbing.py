@@ -237,22 +237,31 @@ class TestGunicornWorkers:
 
     @pytest.fixture(autouse=True)
     def _environment_restored(self, monkeypatch, tmp_path):
-        # The config sets a default metrics directory in the environment: keep it out of this process.
+        # The config sets a default metrics directory in the environment, and reads a .env: keep
+        # both out of this process.
         monkeypatch.setenv(
             "PROMETHEUS_MULTIPROC_DIR", os.environ.get("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
         )
+        monkeypatch.setattr("environ.Env.read_env", lambda *args, **kwargs: None)
+        monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+        monkeypatch.delenv("RATE_LIMIT_REDIS_URL", raising=False)
+
+    def workers(self) -> int:
+        return runpy.run_path(str(self.GUNICORN))["workers"]
 
     def test_without_redis_one_worker_by_default_since_the_limiter_is_per_process(self, monkeypatch):
-        monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
-        monkeypatch.setenv("RATE_LIMIT_REDIS_URL", "")
-        assert runpy.run_path(str(self.GUNICORN))["workers"] == 1
+        monkeypatch.delenv("REDIS_URL", raising=False)
+        assert self.workers() == 1
+        monkeypatch.setenv("RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:6379/0")  # the key cache is not
+        assert self.workers() == 1
         monkeypatch.setenv("WEB_CONCURRENCY", "3")  # an explicit choice stands (and is warned about)
-        assert runpy.run_path(str(self.GUNICORN))["workers"] == 3
+        assert self.workers() == 3
 
     def test_with_redis_a_worker_per_core(self, monkeypatch):
-        monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
-        monkeypatch.setenv("RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:6379/0")
-        assert runpy.run_path(str(self.GUNICORN))["workers"] == os.cpu_count()
+        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+        assert self.workers() == os.cpu_count()
+        monkeypatch.setenv("RATE_LIMIT_REDIS_URL", "")  # an in-process limiter after all
+        assert self.workers() == 1
 
 
 def test_a_csrf_failure_is_in_the_envelope(db):

@@ -56,6 +56,12 @@ class TestUpsert:
             ({}, "This field is required."),
             ({"id": "a", "title": "single"}, "This field is required."),
             ({"items": None}, "This field may not be null."),
+            ({"items": []}, "This list may not be empty."),
+            ({"items": "nope"}, 'Expected a list of items but got type "str".'),
+            (
+                {"items": [item(str(n)) for n in range(1001)]},
+                "Ensure this field has no more than 1000 elements.",
+            ),
         ],
     )
     def test_an_error_of_the_batch_field_itself_is_not_an_items_error(self, world, writer, body, message):

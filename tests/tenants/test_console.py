@@ -184,7 +184,11 @@ class TestWorkflows:
         }
         data.update(tenant=str(world.tenant.id), groups=[], user_permissions=[])
         data.update({"sessions-TOTAL_FORMS": "0", "sessions-INITIAL_FORMS": "0"})
-        for change in ({"role": "viewer", "is_active": "on"}, {"role": "admin"}):  # no is_active: off
+        for change in (
+            {"role": "viewer", "is_active": "on"},
+            {"role": "admin"},  # no is_active: off
+            {"tenant": "", "role": "", "is_active": "on", "is_staff": "on"},  # out of the tenant
+        ):
             response = console.post(url, {**data, **change})
             assert response.status_code == 200, response
             assert "A tenant must keep at least one active admin." in response.content.decode()
