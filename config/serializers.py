@@ -19,3 +19,35 @@ class StrictSerializer(serializers.Serializer):
                     {name: [f"Unknown field; this endpoint accepts: {accepted}."] for name in unknown}
                 )
         return super().validate(data)
+
+
+# Deeper than any sensible document, far from the recursion limit that deeper ones would reach (the
+# encoder that checks them, the database adapter): a 400, not a crash.
+MAX_JSON_DEPTH = 32
+
+
+def json_depth(value: object) -> int:
+    """How deep objects and arrays nest in a decoded JSON value, counted without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+class JSONObjectField(serializers.JSONField):
+    """A free-form JSON object (an item's metadata, a tenant's settings), nested at most MAX_JSON_DEPTH."""
+
+    def to_internal_value(self, data: object) -> dict:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        if json_depth(data) > MAX_JSON_DEPTH:
+            raise serializers.ValidationError(f"Must not nest deeper than {MAX_JSON_DEPTH} levels.")
+        return super().to_internal_value(data)  # type: ignore[return-value]

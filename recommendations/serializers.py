@@ -5,6 +5,7 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
+from config.serializers import JSONObjectField
 from recommendations.models import Interaction, Item
 
 MAX_BATCH = 1000
@@ -49,19 +50,12 @@ class EmbeddingField(serializers.ListField):
         return values
 
 
-class StrictJSONObjectField(serializers.JSONField):
-    def to_internal_value(self, data: object) -> dict:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        return super().to_internal_value(data)  # type: ignore[return-value]
-
-
 class ItemInputSerializer(serializers.Serializer):
     id = ExternalIdField()
     title = serializers.CharField(max_length=500)
     description = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
     categories = CategoriesField(required=False, default=list)
-    metadata = StrictJSONObjectField(required=False, default=dict)
+    metadata = JSONObjectField(required=False, default=dict)
     embedding = EmbeddingField(required=False, default=None)
     is_active = serializers.BooleanField(required=False, default=True)
 
@@ -84,7 +78,7 @@ class ItemUpdateSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=500, required=False)
     description = serializers.CharField(max_length=10_000, required=False, allow_blank=True)
     categories = CategoriesField(required=False)
-    metadata = StrictJSONObjectField(required=False)
+    metadata = JSONObjectField(required=False)
     embedding = EmbeddingField(required=False)
     is_active = serializers.BooleanField(required=False)
 

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from accounts.serializers import UserSerializer
+from config.serializers import JSONObjectField
 from tenants.models import Tenant
 from usage.limits import tenant_rate_limits
 
@@ -15,6 +16,7 @@ class RateLimitsSerializer(serializers.Serializer):
 
 class TenantSerializer(serializers.ModelSerializer):
     rate_limits = RateLimitsSerializer(required=False)
+    settings = JSONObjectField(required=False)
 
     class Meta:
         model = Tenant
@@ -35,11 +37,6 @@ class TenantSerializer(serializers.ModelSerializer):
         data = super().to_representation(tenant)
         data["rate_limits"] = tenant_rate_limits(tenant).as_dict()
         return data
-
-    def validate_settings(self, value: object) -> dict:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        return value
 
 
 class AdminUserInputSerializer(serializers.Serializer):

@@ -88,6 +88,26 @@ class TestUpsert:
         assert_error(writer.post(ITEMS, body), 400, "VALIDATION_ERROR")
         assert Item.objects.count() == 0
 
+    @pytest.mark.parametrize("depth", [33, 896])
+    def test_metadata_nested_too_deeply_is_refused(self, world, writer, depth):
+        nested: dict = {}
+        for _ in range(depth - 1):
+            nested = {"a": nested}
+        response = writer.post(ITEMS, {"items": [item("deep", metadata=nested)]})
+        error = assert_error(response, 400, "VALIDATION_ERROR")
+        if depth == 33:
+            assert error["details"]["items"]["0"]["metadata"] == ["Must not nest deeper than 32 levels."]
+        else:  # refused by the parser or by the field, depending on how deep the stack already is
+            assert "nested too deeply" in error["message"] or "32 levels" in error["message"]
+        assert not Item.objects.exists()
+
+    def test_metadata_as_deep_as_allowed_is_kept(self, world, writer):
+        nested: dict = {"leaf": [1, {"x": True}]}
+        for _ in range(29):
+            nested = {"a": nested}
+        assert writer.post(ITEMS, {"items": [item("deep", metadata=nested)]}).status_code == 200
+        assert Item.objects.get(external_id="deep").metadata == nested
+
     def test_nan_is_not_json(self, world, writer):
         body = '{"items": [{"id": "a", "title": "t", "embedding": [NaN]}]}'
         assert_error(writer.post(ITEMS, body, content_type="application/json"), 400, "VALIDATION_ERROR")

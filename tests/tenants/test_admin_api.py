@@ -123,6 +123,15 @@ class TestCreate:
             "VALIDATION_ERROR",
         )
         assert "settings" in error["details"]
+        deep: dict = {}
+        for _ in range(200):
+            deep = {"a": deep}
+        error = assert_error(
+            staff.post(URL, {"name": "D", "slug": "d", "plan": "pro", "settings": deep}),
+            400,
+            "VALIDATION_ERROR",
+        )
+        assert error["details"] == {"settings": ["Must not nest deeper than 32 levels."]}
 
 
 class TestDetail:
