@@ -7,6 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -19,7 +20,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from apikeys.models import ApiKey
 from apikeys.services import api_keys_cache_invalidate
 from tenants.audit import audit_record, snapshot
-from tenants.models import Tenant
+from tenants.models import AuditEntry, Tenant
 from usage.events import (
     BUFFER_KEY,
     COLUMNS,
@@ -474,14 +475,53 @@ def next_month(first: date) -> date:
     return (first.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+
+
+def _tenant_changes(tenant: Tenant) -> QuerySet:
+    """The tenant's recorded changes (creation, edits, changes of status), oldest first."""
+    return AuditEntry.objects.filter(object_type=Tenant._meta.label, object_id=str(tenant.pk)).order_by(
+        "at", "id"
+    )
+
+
+def tenant_field_at(*, tenant: Tenant, field: str, moment: datetime) -> Any:
+    """What one of the tenant's fields (plan, status) was at `moment`, from the audit trail: the last
+    change before it, else what the first change after it found; with no change recorded, today's."""
+    changes = _tenant_changes(tenant)
+    last = changes.filter(at__lt=moment, after__has_key=field).values_list("after", flat=True).last()
+    if last is not None:
+        return last[field]
+    first = changes.filter(at__gte=moment, before__has_key=field).values_list("before", flat=True).first()
+    if first is not None:
+        return first[field]
+    if field == "status" and tenant.status == Tenant.Status.CANCELLED:
+        cancelled_at = tenant.cancelled_at or tenant.updated_at
+        return Tenant.Status.CANCELLED if cancelled_at < moment else Tenant.Status.ACTIVE
+    return getattr(tenant, field)
+
+
+def tenant_billed_for(*, tenant: Tenant, month: date) -> bool:
+    """Whether the tenant owes the month: it existed in it, and was not cancelled all through it."""
+    began, ended = _midnight(month_start(month)), _midnight(next_month(month_start(month)))
+    if tenant.created_at >= ended:
+        return False
+    cancelled = Tenant.Status.CANCELLED
+    if tenant_field_at(tenant=tenant, field="status", moment=began) != cancelled:
+        return True
+    brought_back = _tenant_changes(tenant).filter(at__gte=began, at__lt=ended, after__has_key="status")
+    return any(after["status"] != cancelled for after in brought_back.values_list("after", flat=True))
+
+
 def invoice_generate(*, tenant: Tenant, month: date) -> Invoice:
     """The tenant's invoice for the month from its daily rollups; re-running replaces it in place.
-    A month that has ended keeps the plan its invoice was first made with: a later change of plan
-    does not reprice it."""
+    A month that has ended is billed at the plan the tenant was on when it ended (a later change of
+    plan does not reprice it); a month under way, at today's."""
     first = month_start(month)
-    closed = next_month(first) <= timezone.now().date()
-    issued_plan = Invoice.objects.filter(tenant=tenant, month=first).values_list("plan", flat=True).first()
-    plan = issued_plan if closed and issued_plan else tenant.plan
+    ended = _midnight(next_month(first))
+    closed = ended <= timezone.now()
+    plan = tenant_field_at(tenant=tenant, field="plan", moment=ended) if closed else tenant.plan
     days = DailyUsage.objects.filter(tenant=tenant, day__gte=first, day__lt=next_month(first))
     figures = days.aggregate(
         answered=Coalesce(Sum("requests"), 0),
@@ -512,8 +552,8 @@ def invoice_generate(*, tenant: Tenant, month: date) -> Invoice:
 
 
 def invoices_generate(*, month: date) -> int:
-    """Rolls the month up (the days still in raw retention), then invoices every tenant that existed
-    in it and was not already cancelled before it began. A month that has not begun is refused."""
+    """Rolls the month up (the days still in raw retention), then invoices every tenant that owes it
+    (tenant_billed_for). A month that has not begun is refused."""
     first = month_start(month)
     if first > timezone.now().date():
         raise ValueError(f"{first:%Y-%m} has not begun: only a month under way or past is invoiced.")
@@ -521,15 +561,11 @@ def invoices_generate(*, month: date) -> int:
     while day < min(next_month(first), timezone.now().date() + timedelta(days=1)):
         usage_rollup(day=day)
         day += timedelta(days=1)
-    began = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
-    ended = datetime.combine(next_month(first), datetime.min.time(), tzinfo=UTC)
-    tenants = Tenant.objects.filter(created_at__lt=ended).exclude(
-        status=Tenant.Status.CANCELLED, cancelled_at__lt=began
-    )
     count = 0
-    for tenant in tenants:
-        invoice_generate(tenant=tenant, month=first)
-        count += 1
+    for tenant in Tenant.objects.filter(created_at__lt=_midnight(next_month(first))):
+        if tenant_billed_for(tenant=tenant, month=first):
+            invoice_generate(tenant=tenant, month=first)
+            count += 1
     return count
 
 

@@ -281,27 +281,58 @@ class TestWhoIsBilledForWhat:
         assert services.invoices_generate(month=self.LAST_MONTH) == 1  # globex; acme came this month
         assert list(Invoice.objects.values_list("tenant__slug", flat=True)) == ["globex"]
 
-    def test_a_closed_month_keeps_its_plan_when_the_plan_changes_later(self, world):
+    def _backdate_changes(self, tenant, moment):
+        from tenants.models import AuditEntry
+
+        AuditEntry.objects.filter(object_id=str(tenant.pk)).update(at=moment)
+
+    def test_a_closed_month_is_billed_at_the_plan_it_ended_on(self, world):
+        from tenants.services import tenant_update
+
         self._since(world.tenant, timezone.now() - timedelta(days=400))
+        # Upgraded after the month ended, before its invoice was first made (beat runs every 6 hours).
+        tenant_update(tenant=world.tenant, plan="enterprise")
         services.invoices_generate(month=self.LAST_MONTH)
         issued = Invoice.objects.get(tenant=world.tenant, month=self.LAST_MONTH)
-        world.tenant.plan = "enterprise"
-        world.tenant.save()
-        services.invoices_generate(month=self.LAST_MONTH)  # beat runs it again for a while
+        assert (issued.plan, issued.total_cents) == ("starter", 4900)
+        tenant_update(tenant=world.tenant, plan="pro")
+        services.invoices_generate(month=self.LAST_MONTH)  # beat runs it again all month
         again = Invoice.objects.get(tenant=world.tenant, month=self.LAST_MONTH)
-        assert (again.plan, again.total_cents) == (issued.plan, issued.total_cents) == ("starter", 4900)
+        assert (again.plan, again.total_cents) == ("starter", 4900)
         this_month = services.invoice_generate(tenant=world.tenant, month=timezone.now().date())
-        assert this_month.plan == "enterprise"  # a month under way follows the plan
+        assert this_month.plan == "pro"  # a month under way follows the plan
+
+    def test_a_plan_changed_during_the_month_bills_the_plan_it_ended_on(self, world):
+        from tenants.services import tenant_update
+
+        self._since(world.tenant, timezone.now() - timedelta(days=400))
+        tenant_update(tenant=world.tenant, plan="pro")
+        mid_month = datetime.combine(self.LAST_MONTH, datetime.min.time(), tzinfo=UTC) + timedelta(days=10)
+        self._backdate_changes(world.tenant, mid_month)
+        services.invoices_generate(month=self.LAST_MONTH)
+        assert Invoice.objects.get(tenant=world.tenant, month=self.LAST_MONTH).plan == "pro"
 
     def test_a_tenant_cancelled_before_the_month_stays_unbilled_whatever_changes_later(self, world):
-        from tenants.services import tenant_cancel, tenant_update
+        from tenants.services import tenant_activate, tenant_cancel, tenant_update
 
         self._since(world.tenant, timezone.now() - timedelta(days=400))
         tenant_cancel(tenant=world.tenant)
-        Tenant.objects.filter(pk=world.tenant.pk).update(cancelled_at=timezone.now() - timedelta(days=100))
-        world.tenant.refresh_from_db()
+        self._backdate_changes(world.tenant, timezone.now() - timedelta(days=100))
         tenant_update(tenant=world.tenant, name="Acme Inc.")  # a later edit of the cancelled tenant
+        assert not services.tenant_billed_for(tenant=world.tenant, month=self.LAST_MONTH)
+        tenant_activate(tenant=world.tenant)  # brought back this month: last month stays unbilled
         assert services.invoices_generate(month=self.LAST_MONTH) == 0
+        assert services.tenant_billed_for(tenant=world.tenant, month=timezone.now().date())
+
+    def test_a_tenant_cancelled_during_the_month_is_billed_for_it(self, world):
+        from tenants.services import tenant_cancel
+
+        self._since(world.tenant, timezone.now() - timedelta(days=400))
+        tenant_cancel(tenant=world.tenant)
+        mid_month = datetime.combine(self.LAST_MONTH, datetime.min.time(), tzinfo=UTC) + timedelta(days=10)
+        self._backdate_changes(world.tenant, mid_month)
+        assert services.tenant_billed_for(tenant=world.tenant, month=self.LAST_MONTH)
+        assert not services.tenant_billed_for(tenant=world.tenant, month=timezone.now().date())
 
     def test_a_month_that_has_not_begun_is_not_invoiced(self, world, console):
         from io import StringIO
