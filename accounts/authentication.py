@@ -23,9 +23,9 @@ class JWTAuthentication(simplejwt.JWTAuthentication):
     def get_raw_token(self, header: bytes) -> bytes | None:
         """The token after the scheme, which HTTP compares case-insensitively: the login answers
         `"token_type": "bearer"`, and a client may well send it back as written."""
-        scheme, space, rest = header.partition(b" ")
-        if scheme.lower() == b"bearer":
-            header = b"Bearer" + space + rest
+        parts = header.split(None, 1)
+        if len(parts) == 2 and parts[0].lower() == b"bearer":
+            header = b"Bearer " + parts[1]
         return super().get_raw_token(header)
 
     def authenticate(self, request: Request) -> tuple[User, AccessToken] | None:  # type: ignore[override]

@@ -66,7 +66,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = request.META.get("HTTP_X_API_KEY")
         if raw is None:
             header = request.META.get("HTTP_AUTHORIZATION", "")
-            scheme, _, value = header.partition(" ")
+            scheme, value = (header.split(None, 1) + ["", ""])[:2]
+            value = value.strip()
             if scheme.lower() != "bearer" or not value or value.startswith(JWT_MARK.decode()):
                 return None
             raw = value

@@ -406,7 +406,8 @@ def _fill_scores(index: TenantIndex, positions: list[int], below: float | None) 
     gave none), falling with their rank, so that higher is still better down the whole list."""
     if below is not None and below <= 0:
         # Under an engine's zero or negative scores (the ML engine's are any real numbers).
-        return {p: below - FILL_STEP * (rank + 1) for rank, p in enumerate(positions)}
+        step = max(FILL_STEP, abs(below) * 1e-6)  # still a step where 0.01 would be lost in rounding
+        return {p: below - step * (rank + 1) for rank, p in enumerate(positions)}
     ceiling = below * 0.5 if below is not None else 0.01
     return {
         p: ceiling * (0.5 + 0.5 * float(index.popularity[p])) / (rank + 1) for rank, p in enumerate(positions)

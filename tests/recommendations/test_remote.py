@@ -99,7 +99,7 @@ class TestMlEngine:
         assert [row["score"] for row in body["recommendations"]][0] == 0.4
         assert body["strategy"] == "remote+newest"
 
-    @pytest.mark.parametrize("scores", [(-0.2, -0.9), (0.0, -3.5), (0.0, 0.0), (2.0, 0.5)])
+    @pytest.mark.parametrize("scores", [(-0.2, -0.9), (0.0, -3.5), (0.0, 0.0), (2.0, 0.5), (-1e14, -1e15)])
     def test_filled_items_score_below_the_engines_own_whatever_their_sign(
         self, world, tenant_client, ml_engine, scores
     ):
