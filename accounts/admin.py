@@ -26,6 +26,8 @@ class UserEditForm(UserChangeForm):
 
     def clean(self) -> dict:
         data = super().clean() or {}
+        if "tenant" in self.errors or "role" in self.errors:
+            return data  # their own errors first
         # The rule of the API's user_update, on the stored user; a move to another tenant takes the
         # admin away from the first one, as a change of role would.
         stored = User.objects.get(pk=self.instance.pk)

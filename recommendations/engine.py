@@ -4,6 +4,7 @@ The index is rebuilt only when the tenant's versions change (an item written, a 
 recommending reads the user's recent history (one query) and scores with numpy, never retraining."""
 
 import math
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -407,7 +408,8 @@ def _fill_scores(index: TenantIndex, positions: list[int], below: float | None) 
     if below is not None and below <= 0:
         # Under an engine's zero or negative scores (the ML engine's are any real numbers).
         step = max(FILL_STEP, abs(below) * 1e-6)  # still a step where 0.01 would be lost in rounding
-        return {p: below - step * (rank + 1) for rank, p in enumerate(positions)}
+        # Never past the lowest finite number: an infinite score is not JSON.
+        return {p: max(below - step * (rank + 1), -sys.float_info.max) for rank, p in enumerate(positions)}
     ceiling = below * 0.5 if below is not None else 0.01
     return {
         p: ceiling * (0.5 + 0.5 * float(index.popularity[p])) / (rank + 1) for rank, p in enumerate(positions)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts.models import User
 from apikeys.admin import ApiKeyInline
 from apikeys.models import ApiKey
+from config.serializers import MAX_JSON_DEPTH, json_depth
 from tenants import services
 from tenants.models import AuditEntry, Tenant
 from usage.admin import RateLimitInline
@@ -42,17 +43,27 @@ class UserInline(admin.TabularInline):
         return False
 
 
-class TenantCreateForm(forms.ModelForm):
+class TenantForm(forms.ModelForm):
+    class Meta:
+        model = Tenant
+        fields = ("name", "slug", "plan", "settings")
+
+    def clean_settings(self) -> dict:
+        settings = self.cleaned_data.get("settings")
+        if not isinstance(settings, dict):
+            raise forms.ValidationError("Must be a JSON object.")
+        if json_depth(settings) > MAX_JSON_DEPTH:
+            raise forms.ValidationError(f"Must not nest deeper than {MAX_JSON_DEPTH} levels.")
+        return settings
+
+
+class TenantCreateForm(TenantForm):
     """A tenant and, optionally, its first admin user, in one step."""
 
     admin_email = forms.EmailField(required=False, label="First admin's email")
     admin_password = forms.CharField(
         required=False, widget=forms.PasswordInput, label="First admin's password", strip=False
     )
-
-    class Meta:
-        model = Tenant
-        fields = ("name", "slug", "plan", "settings")
 
     def clean(self) -> dict:
         data = super().clean()
@@ -112,6 +123,7 @@ def _status_action(
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    form = TenantForm
     list_display = (
         "name",
         "slug",

@@ -5,13 +5,21 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django.db.models import Aggregate, Case, Count, FloatField, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
@@ -173,33 +181,30 @@ def _event_checked(raw: object) -> dict:
     }
 
 
-def _dead_letter(items: list[bytes | str], reason: str, why: object = "") -> None:
-    """Keeps events that cannot be stored where an operator can look at them (the newest
-    DEAD_LETTER_MAX), and counts them; they no longer hold back the pipeline."""
-    usage_rejected_total.labels(reason).inc(len(items))
-    for item in items:
+@dataclass
+class Stored:
+    """What storing a batch came to: rows inserted, and the events set aside (kept with the batch's
+    acknowledgement, so that a batch stored again does not set them aside twice)."""
+
+    inserted: int = 0
+    aside: list[bytes | str] = field(default_factory=list)
+
+    def set_aside(self, item: bytes | str, reason: str, why: object) -> None:
+        usage_rejected_total.labels(reason).inc()
         logger.error("Usage event set aside in %s (%s: %s): %.300r", DEAD_LETTER_KEY, reason, why, item)
-    client = buffer_client()
-    if client is None:
-        return
-    try:
-        pipe = client.pipeline(transaction=False)
-        pipe.rpush(DEAD_LETTER_KEY, *items)
-        pipe.ltrim(DEAD_LETTER_KEY, -DEAD_LETTER_MAX, -1)
-        pipe.execute()
-    except redis.RedisError:
-        logger.warning("Could not keep %d usage events set aside in %s", len(items), DEAD_LETTER_KEY)
+        self.aside.append(item)
 
 
-def _parse(items: list[bytes]) -> list[dict]:
+def _parse(items: list[bytes], stored: Stored) -> list[dict]:
     """The events of a batch that can be stored. One that cannot (unreadable, a value its column
-    cannot hold, or of a tenant deleted since) is set aside: it must not hold back the events behind it."""
+    cannot hold) is set aside, one of a tenant deleted since is dropped: neither may hold back the
+    events behind it."""
     events = []
     for item in items:
         try:
             events.append(_event_checked(json.loads(item)))
         except (ValueError, TypeError) as exc:
-            _dead_letter([item], "unreadable", exc)
+            stored.set_aside(item, "unreadable", exc)
     tenants = {
         str(pk)
         for pk in Tenant.objects.filter(id__in={e["tenant_id"] for e in events}).values_list("id", flat=True)
@@ -221,33 +226,51 @@ def _parse(items: list[bytes]) -> list[dict]:
     return kept
 
 
-# What the database says of a row it will never take (a value, a constraint). Any other error (it is
-# unreachable, read-only after a failover, a table missing during a deploy) leaves the batch in
-# flight, to be stored by a later flush.
-REFUSALS_OF_A_ROW = (DataError, IntegrityError)
+# The database cannot be reached: the batch stays in flight, whatever its rows.
+UNREACHABLE = (OperationalError, InterfaceError)
 
 
-def _store(items: list[bytes]) -> int:
-    events = _parse(items)
+def _store(items: list[bytes]) -> Stored:
+    """Stores a batch. If the database refuses it, row by row: a row it refuses while it takes
+    others is set aside; if it takes none (a constraint a deploy added, a table missing, a read-only
+    database), the fault is the database's, not the rows', and the batch stays in flight."""
+    stored = Stored()
+    events = _parse(items, stored)
     try:
         with transaction.atomic():
-            return usage_rows_insert(events)
-    except REFUSALS_OF_A_ROW:
-        # Something the checks above let through: the batch one row at a time, so that only the row
-        # the database refuses is set aside.
-        logger.exception("A batch of %d usage events was refused; storing them one by one", len(events))
-    inserted = 0
+            stored.inserted = usage_rows_insert(events)
+        return stored
+    except UNREACHABLE:
+        raise
+    except DatabaseError as exc:
+        refusal = exc
+        logger.warning(
+            "A batch of %d usage events was refused (%s); storing them one by one", len(events), exc
+        )
+    refused: list[tuple[dict, DatabaseError]] = []
     for event in events:
         try:
             with transaction.atomic():
-                inserted += usage_rows_insert([event])
-        except REFUSALS_OF_A_ROW as exc:
-            _dead_letter([json.dumps(event)], "refused", exc)
-    return inserted
+                stored.inserted += usage_rows_insert([event])
+        except UNREACHABLE:
+            raise
+        except DatabaseError as row_error:
+            refused.append((event, row_error))
+    # One event alone refused for a value or a constraint is that event's fault, not the database's.
+    alone = len(events) == 1 and isinstance(refusal, DataError | IntegrityError)
+    if refused and len(refused) == len(events) and not alone:
+        raise refusal
+    for event, why in refused:
+        stored.set_aside(json.dumps(event), "refused", why)
+    return stored
 
 
-def _acknowledge(client: redis.Redis, batch_key: str) -> None:
+def _acknowledge(client: redis.Redis, batch_key: str, stored: Stored) -> None:
+    """The batch is in the table: it leaves the in-flight index, and what it set aside is kept."""
     pipe = client.pipeline(transaction=True)
+    if stored.aside:
+        pipe.rpush(DEAD_LETTER_KEY, *stored.aside)
+        pipe.ltrim(DEAD_LETTER_KEY, -DEAD_LETTER_MAX, -1)
     pipe.delete(batch_key)
     pipe.zrem(INFLIGHT_INDEX_KEY, batch_key)
     pipe.execute()
@@ -260,8 +283,9 @@ def _inflight_store(client: redis.Redis, horizon: float | str) -> tuple[int, int
         batch_key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
         items: list[bytes] = client.lrange(batch_key, 0, -1)  # type: ignore[assignment]
         taken += len(items)
-        inserted += _store(items)
-        _acknowledge(client, batch_key)
+        stored = _store(items)
+        _acknowledge(client, batch_key, stored)
+        inserted += stored.inserted
     return taken, inserted
 
 
@@ -300,8 +324,9 @@ def usage_flush(
         if not items:
             break
         taken += len(items)
-        inserted += _store(items)
-        _acknowledge(client, batch_key)
+        stored = _store(items)
+        _acknowledge(client, batch_key, stored)
+        inserted += stored.inserted
     if recover_all:
         late_taken, late_inserted = _inflight_store(client, horizon)
         taken, inserted = taken + late_taken, inserted + late_inserted
@@ -481,9 +506,11 @@ def _midnight(day: date) -> datetime:
 
 def _tenant_changes(tenant: Tenant) -> QuerySet:
     """The tenant's recorded changes (creation, edits, changes of status), oldest first."""
-    return AuditEntry.objects.filter(object_type=Tenant._meta.label, object_id=str(tenant.pk)).order_by(
-        "at", "id"
+    # By the tenant's own (indexed) key first: the trail holds every key's and user's changes too.
+    changes = AuditEntry.objects.filter(
+        tenant_id=tenant.pk, object_type=Tenant._meta.label, object_id=str(tenant.pk)
     )
+    return changes.order_by("at", "id")
 
 
 def tenant_field_at(*, tenant: Tenant, field: str, moment: datetime) -> Any:

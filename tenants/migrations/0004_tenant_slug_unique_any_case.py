@@ -15,11 +15,15 @@ def slugs_told_apart(apps, schema_editor):
         else:
             keepers[tenant.slug.lower()] = tenant
     taken = set(keepers)
+    def numbered(slug, number):
+        suffix = f"-{number}"
+        return slug[: 128 - len(suffix)] + suffix  # the column holds 128 characters
+
     for tenant in later:
         number = 2
-        while f"{tenant.slug}-{number}".lower() in taken:
+        while numbered(tenant.slug, number).lower() in taken:
             number += 1
-        slug = f"{tenant.slug}-{number}"
+        slug = numbered(tenant.slug, number)
         taken.add(slug.lower())
         Tenant.objects.filter(pk=tenant.pk).update(slug=slug)
 

@@ -1,5 +1,6 @@
 """The Django admin as the tenant console."""
 
+import json
 from datetime import date
 
 import pytest
@@ -156,6 +157,20 @@ class TestWorkflows:
             },
         )
         assert response.status_code == 200 and not Tenant.objects.filter(slug="weak").exists()
+
+    def test_settings_nested_too_deeply_are_refused(self, console, world):
+        deep: dict = {}
+        for _ in range(40):
+            deep = {"a": deep}
+        response = console.post(
+            "/admin/tenants/tenant/add/",
+            {"name": "Deep", "slug": "deep", "plan": "starter", "settings": json.dumps(deep)},
+        )
+        assert (
+            response.status_code == 200
+            and "Must not nest deeper than 32 levels." in response.content.decode()
+        )
+        assert not Tenant.objects.filter(slug="deep").exists()
 
     def test_a_slug_taken_in_another_case_is_refused(self, console, world):
         response = console.post(

@@ -485,7 +485,7 @@ def test_a_row_the_database_refuses_is_set_aside_alone(world, buffer):
         if connection.vendor == "postgresql":
             cursor.execute(
                 "CREATE FUNCTION no_teapots() RETURNS trigger AS $$ BEGIN IF NEW.status_code = 418 THEN "
-                "RAISE EXCEPTION 'no teapots' USING ERRCODE = 'check_violation'; END IF; RETURN NEW; "
+                "RAISE EXCEPTION 'no teapots'; END IF; RETURN NEW; "  # a plain error, not a row's refusal
                 "END $$ LANGUAGE plpgsql"
             )
             cursor.execute(
@@ -517,6 +517,30 @@ def test_a_row_the_database_refuses_is_set_aside_alone(world, buffer):
     call_command("usage_dead_letters", "--requeue", stdout=out)
     assert services.usage_flush().inserted == 1
     assert UsageLog.objects.filter(status_code=418).count() == 1 and buffer.llen(events.DEAD_LETTER_KEY) == 0
+
+
+@pytest.mark.redis
+def test_a_refusal_of_every_row_is_the_databases_and_the_batch_waits(world, buffer, client_for):
+    with connection.cursor() as cursor:  # as a constraint a deploy added that no event meets yet
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE usage_logs ADD CONSTRAINT not_yet CHECK (latency_ms < 0) NOT VALID")
+        else:
+            cursor.execute(
+                "CREATE TRIGGER not_yet BEFORE INSERT ON usage_logs BEGIN SELECT RAISE(ABORT, 'no'); END"
+            )
+    buffer.rpush(events.BUFFER_KEY, *(json.dumps(event(world.tenant)) for _ in range(3)), b"{not json")
+    with pytest.raises(DatabaseError):
+        services.usage_flush()
+    with pytest.raises(DatabaseError):
+        services.usage_flush(recover_all=True)  # taken again: still nothing set aside twice
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE usage_logs DROP CONSTRAINT not_yet")
+        else:
+            cursor.execute("DROP TRIGGER not_yet")
+    assert buffer.llen(events.DEAD_LETTER_KEY) == 0 and buffer.zcard(events.INFLIGHT_INDEX_KEY) == 1
+    assert client_for(world.admin).get("/api/v1/usage").json()["totals"]["requests"] == 3
+    assert buffer.lrange(events.DEAD_LETTER_KEY, 0, -1) == [b"{not json"]  # once, with the batch
 
 
 @pytest.mark.redis

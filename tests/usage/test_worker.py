@@ -45,7 +45,7 @@ class Worker:
             "LOG_LEVEL": "WARNING",
         }
         self.process: subprocess.Popen | None = None
-        self.app = Celery(broker=broker)
+        self.app = Celery(broker=broker, set_as_current=False)  # shared tasks elsewhere stay on ours
 
     def start(self) -> None:
         self.log_file = self.log.open("ab")

@@ -19,8 +19,13 @@ class Command(BaseCommand):
             self.stdout.write("No usage buffer (USAGE_BUFFER_REDIS_URL is empty): nothing is set aside.")
             return
         if options["requeue"]:
-            self.stdout.write(f"{usage_dead_letters_requeue()} event(s) put back on the buffer")
+            self.stdout.write(
+                f"{usage_dead_letters_requeue()} event(s) put back on the buffer; once flushed, roll up "
+                "their days again (usage_rollup --day) if they are older than yesterday"
+            )
             return
         self.stdout.write(f"{client.llen(DEAD_LETTER_KEY)} event(s) set aside")
+        if options["show"] <= 0:
+            return
         for item in client.lrange(DEAD_LETTER_KEY, 0, options["show"] - 1):
             self.stdout.write(item.decode(errors="replace") if isinstance(item, bytes) else str(item))
