@@ -589,10 +589,15 @@ def invoices_generate(*, month: date) -> int:
         usage_rollup(day=day)
         day += timedelta(days=1)
     count = 0
-    for tenant in Tenant.objects.filter(created_at__lt=_midnight(next_month(first))):
+    for tenant in Tenant.objects.all():
         if tenant_billed_for(tenant=tenant, month=first):
             invoice_generate(tenant=tenant, month=first)
             count += 1
+        elif Invoice.objects.filter(tenant=tenant, month=first).delete()[0]:
+            # Made by an earlier run on what was known then: the month is not owed.
+            logger.warning(
+                "Withdrew the %s invoice of tenant %s: the month is not owed", f"{first:%Y-%m}", tenant.pk
+            )
     return count
 
 
