@@ -150,7 +150,7 @@ def _text(value: object, length: int) -> str:
 
 def _event_checked(raw: object) -> dict:
     """The event as its row will hold it, each value of the type and range of its column; a
-    ValueError names what is not (a batch is stored whole or not at all, so nothing unstorable may
+    ValueError names what is not (so that a batch goes into the table whole, nothing unstorable may
     reach it)."""
     if not isinstance(raw, dict) or not set(COLUMNS) <= set(raw):
         raise ValueError("missing fields")
@@ -461,7 +461,7 @@ def usage_rollup(*, day: date) -> int:
     result. A day whose raw rows are past retention is left as it is."""
     if day < raw_retention_cutoff().date():
         return 0
-    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    start = _midnight(day)
     rows = UsageLog.objects.filter(timestamp__gte=start, timestamp__lt=start + timedelta(days=1))
     status_class = Case(
         When(status_code__lt=300, then=Value("2xx")),
@@ -629,9 +629,7 @@ def usage_partitions_prune() -> list[str]:
     cutoff = raw_retention_cutoff()
     if connection.vendor != "postgresql":
         # Whole days, as rollups count them: the cutoff's own day stays complete.
-        UsageLog.objects.filter(
-            timestamp__lt=datetime.combine(cutoff.date(), datetime.min.time(), tzinfo=UTC)
-        ).delete()
+        UsageLog.objects.filter(timestamp__lt=_midnight(cutoff.date())).delete()
         return []
     dropped = []
     with connection.cursor() as cursor:
