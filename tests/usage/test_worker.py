@@ -61,6 +61,10 @@ class Worker:
                 "solo",
                 "-Q",
                 self.queue,
+                # A name of its own each start: a killed worker's exclusive control queue outlives it
+                # on RabbitMQ for a while, and another with the same name could not start meanwhile.
+                "-n",
+                f"{uuid.uuid4().hex[:12]}@%h",
                 "--without-heartbeat",
                 "--without-gossip",
                 "--without-mingle",
