@@ -24,8 +24,6 @@ class Tenant(models.Model):
     plan = models.CharField(max_length=32, choices=Plan.choices, default=Plan.STARTER)
     status = models.CharField(max_length=32, choices=Status.choices, default=Status.ACTIVE, db_index=True)
     settings = models.JSONField(default=dict, blank=True)
-    # When it was cancelled (None unless it is): billing stops from the next month on.
-    cancelled_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

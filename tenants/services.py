@@ -4,7 +4,6 @@ change is written to the audit trail with who made it and from where."""
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 from rest_framework import exceptions
 
 from accounts.models import User
@@ -109,12 +108,8 @@ def tenant_status_set(
     on every request and cached API keys are dropped here, so the next request sees the change."""
     before = tenant.status
     tenant.status = status
-    if status == Tenant.Status.CANCELLED:
-        tenant.cancelled_at = tenant.cancelled_at or timezone.now()
-    else:
-        tenant.cancelled_at = None
     with transaction.atomic():
-        tenant.save(update_fields=["status", "cancelled_at", "updated_at"])
+        tenant.save(update_fields=["status", "updated_at"])
         if before != status:
             audit_record(
                 actor=actor,

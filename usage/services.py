@@ -524,8 +524,8 @@ def tenant_field_at(*, tenant: Tenant, field: str, moment: datetime) -> Any:
     if first is not None:
         return first[field]
     if field == "status" and tenant.status == Tenant.Status.CANCELLED:
-        cancelled_at = tenant.cancelled_at or tenant.updated_at
-        return Tenant.Status.CANCELLED if cancelled_at < moment else Tenant.Status.ACTIVE
+        # No history at all: cancelled by its last change, the best record of when.
+        return Tenant.Status.CANCELLED if tenant.updated_at < moment else Tenant.Status.ACTIVE
     return getattr(tenant, field)
 
 

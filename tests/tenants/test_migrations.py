@@ -11,6 +11,13 @@ BEFORE = ("tenants", "0003_alter_tenant_options_auditentry")
 AFTER = ("tenants", "0006_tenant_history_baseline")
 
 
+@pytest.fixture(autouse=True)
+def _latest_schema_after():
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.mark.django_db(transaction=True)
 def test_slugs_equal_but_for_case_are_told_apart_and_cancellations_dated():
     executor = MigrationExecutor(connection)
