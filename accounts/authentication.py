@@ -11,6 +11,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User, UserSession
 from accounts.services import tenant_access_check
+from config.http import bearer_credential
 from usage.limits import tenant_rate_limits
 from usage.ratelimit import rate_limit_request
 
@@ -21,12 +22,8 @@ JWT_MARK = b"eyJ"
 
 class JWTAuthentication(simplejwt.JWTAuthentication):
     def get_raw_token(self, header: bytes) -> bytes | None:
-        """The token after the scheme, which HTTP compares case-insensitively: the login answers
-        `"token_type": "bearer"`, and a client may well send it back as written."""
-        parts = header.split(None, 1)
-        if len(parts) == 2 and parts[0].lower() == b"bearer":
-            header = b"Bearer " + parts[1]
-        return super().get_raw_token(header)
+        credential = bearer_credential(header.decode("latin-1"))
+        return credential.encode("latin-1") if credential else None
 
     def authenticate(self, request: Request) -> tuple[User, AccessToken] | None:  # type: ignore[override]
         header = self.get_header(request)

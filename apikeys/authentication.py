@@ -15,6 +15,7 @@ from accounts.services import tenant_access_check
 from apikeys.models import KEY_PREFIX, key_digest
 from apikeys.services import CachedKey, api_key_refresh, api_key_resolve
 from apikeys.tasks import api_key_touch
+from config.http import bearer_credential
 from usage.ratelimit import StaleGeneration, rate_limit_request
 
 logger = logging.getLogger(__name__)
@@ -65,12 +66,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[ApiKeyUser, CachedKey] | None:
         raw = request.META.get("HTTP_X_API_KEY")
         if raw is None:
-            header = request.META.get("HTTP_AUTHORIZATION", "")
-            scheme, value = (header.split(None, 1) + ["", ""])[:2]
-            value = value.strip()
-            if scheme.lower() != "bearer" or not value or value.startswith(JWT_MARK.decode()):
+            credential = bearer_credential(request.META.get("HTTP_AUTHORIZATION", ""))
+            if credential is None or credential.startswith(JWT_MARK.decode()):
                 return None
-            raw = value
+            raw = credential
         raw = raw.strip()
         if not raw.startswith(KEY_PREFIX) or len(raw) > MAX_KEY_LENGTH:
             raise exceptions.AuthenticationFailed(INVALID_KEY)

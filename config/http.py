@@ -26,6 +26,15 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def bearer_credential(header: str) -> str | None:
+    """What follows the scheme of `Authorization: Bearer <credential>`: the scheme in any case (HTTP
+    compares it so, and the login answers `"token_type": "bearer"`), after any whitespace."""
+    parts = header.split(None, 1)
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1].strip() or None
+
+
 class ContentNegotiation(DefaultContentNegotiation):
     """DRF's negotiation, with a shortcut for what nearly every client sends (no Accept header, or
     `*/*`): the view's first renderer, as DRF would choose it, without parsing the header."""
