@@ -23,13 +23,10 @@ class IsPlatformStaff(BasePermission):
         )
 
 
-def api_key_grants(permissions: list[str]) -> set[str]:
-    """What a key's permissions allow: `write` also reads (API.md: "`write`: also item and
-    interaction writes", on top of what `read` allows)."""
-    granted = set(permissions)
-    if "write" in granted:
-        granted.add("read")
-    return granted
+def api_key_allows(permissions: tuple[str, ...] | list[str], needed: str) -> bool:
+    """Whether a key's permissions allow what a request needs: `write` also reads (API.md:
+    "`write`: also item and interaction writes", on top of what `read` allows)."""
+    return needed in permissions or (needed == "read" and "write" in permissions)
 
 
 class TenantAccess(BasePermission):
@@ -47,7 +44,7 @@ class TenantAccess(BasePermission):
         api_key = getattr(request, "api_key", None)
         if api_key is not None:
             needed = self.api_key_needs(request, view)
-            return needed is not None and needed in api_key_grants(api_key.permissions)
+            return needed is not None and api_key_allows(api_key.permissions, needed)
         roles = getattr(view, "read_roles", ALL_ROLES) if request.method in SAFE_METHODS else view.write_roles  # type: ignore[attr-defined]
         return request.user.role in roles  # type: ignore[union-attr]
 
