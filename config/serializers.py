@@ -42,12 +42,19 @@ def json_depth(value: object) -> int:
     return deepest
 
 
-class JSONObjectField(serializers.JSONField):
-    """A free-form JSON object (an item's metadata, a tenant's settings), nested at most MAX_JSON_DEPTH."""
+def json_object_problem(value: object) -> str | None:
+    """What makes `value` unfit for a free-form JSON object (an item's metadata, a tenant's
+    settings), or None: it must be an object, nested at most MAX_JSON_DEPTH."""
+    if not isinstance(value, dict):
+        return "Must be a JSON object."
+    if json_depth(value) > MAX_JSON_DEPTH:
+        return f"Must not nest deeper than {MAX_JSON_DEPTH} levels."
+    return None
 
+
+class JSONObjectField(serializers.JSONField):
     def to_internal_value(self, data: object) -> dict:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        if json_depth(data) > MAX_JSON_DEPTH:
-            raise serializers.ValidationError(f"Must not nest deeper than {MAX_JSON_DEPTH} levels.")
-        return super().to_internal_value(data)  # type: ignore[return-value]
+        problem = json_object_problem(data)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return super().to_internal_value(data)  # type: ignore[arg-type,return-value]

@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import User
 from apikeys.admin import ApiKeyInline
 from apikeys.models import ApiKey
-from config.serializers import MAX_JSON_DEPTH, json_depth
+from config.serializers import json_object_problem
 from tenants import services
 from tenants.models import AuditEntry, Tenant
 from usage.admin import RateLimitInline
@@ -50,10 +50,9 @@ class TenantForm(forms.ModelForm):
 
     def clean_settings(self) -> dict:
         settings = self.cleaned_data.get("settings")
-        if not isinstance(settings, dict):
-            raise forms.ValidationError("Must be a JSON object.")
-        if json_depth(settings) > MAX_JSON_DEPTH:
-            raise forms.ValidationError(f"Must not nest deeper than {MAX_JSON_DEPTH} levels.")
+        problem = json_object_problem(settings)
+        if problem:
+            raise forms.ValidationError(problem)
         return settings
 
 
@@ -80,9 +79,7 @@ class TenantCreateForm(TenantForm):
         return data
 
 
-def _status_action(
-    service: Callable[..., Tenant], target: str, name: str, verb: str, permission: str
-) -> Callable[..., HttpResponse | None]:
+def _status_action(target: str, name: str, verb: str, permission: str) -> Callable[..., HttpResponse | None]:
     """An action that asks for confirmation first, then goes through the tenants' service; a tenant
     whose change of status the staff role may not make (reactivating a cancelled one) is left as is."""
 
@@ -103,7 +100,7 @@ def _status_action(
             if not request.user.has_perm(services.status_change_permission(tenant.status, target)):
                 refused.append(tenant.name)
                 continue
-            service(tenant=tenant, actor=request.user, source=CONSOLE)
+            services.tenant_status_set(tenant=tenant, status=target, actor=request.user, source=CONSOLE)
             done += 1
         modeladmin.message_user(request, f"{done} tenant(s) {verb}ed.", messages.SUCCESS)
         if refused:
@@ -141,13 +138,9 @@ class TenantAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     inlines = [RateLimitInline, UserInline, ApiKeyInline]
     actions = [
-        _status_action(
-            services.tenant_suspend, Tenant.Status.SUSPENDED, "suspend_tenants", "suspend", "suspend"
-        ),
-        _status_action(
-            services.tenant_activate, Tenant.Status.ACTIVE, "activate_tenants", "reactivate", "suspend"
-        ),
-        _status_action(services.tenant_cancel, Tenant.Status.CANCELLED, "cancel_tenants", "cancel", "cancel"),
+        _status_action(Tenant.Status.SUSPENDED, "suspend_tenants", "suspend", "suspend"),
+        _status_action(Tenant.Status.ACTIVE, "activate_tenants", "reactivate", "suspend"),
+        _status_action(Tenant.Status.CANCELLED, "cancel_tenants", "cancel", "cancel"),
     ]
 
     def has_suspend_permission(self, request: HttpRequest) -> bool:

@@ -123,13 +123,5 @@ def tenant_status_set(
     return tenant
 
 
-def tenant_suspend(*, tenant: Tenant, actor: User | None = None, source: str = "api") -> Tenant:
-    return tenant_status_set(tenant=tenant, status=Tenant.Status.SUSPENDED, actor=actor, source=source)
-
-
-def tenant_activate(*, tenant: Tenant, actor: User | None = None, source: str = "api") -> Tenant:
-    return tenant_status_set(tenant=tenant, status=Tenant.Status.ACTIVE, actor=actor, source=source)
-
-
 def tenant_cancel(*, tenant: Tenant, actor: User | None = None, source: str = "api") -> Tenant:
     return tenant_status_set(tenant=tenant, status=Tenant.Status.CANCELLED, actor=actor, source=source)
