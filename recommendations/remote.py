@@ -4,6 +4,7 @@ Both reuse connections, time out quickly, retry a bounded number of times, pass 
 and stop calling a service that keeps failing (a circuit breaker) so that a dead dependency costs
 our callers nothing but the fallback."""
 
+import json
 import logging
 import threading
 import time
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3
 from django.conf import settings
 from prometheus_client import Counter, Histogram
 
@@ -33,6 +35,15 @@ upstream_call_seconds = Histogram(
 
 class UpstreamError(Exception):
     """The service did not give a usable answer (down, slow, failing, breaker open, or nonsense)."""
+
+
+class UpstreamRejected(UpstreamError):
+    """The service answered that our request is wrong (a 4xx): it is up, and asking again will not
+    help, so this neither counts against its breaker nor is retried."""
+
+
+# An answer larger than this is nonsense, whatever it says.
+MAX_ANSWER_BYTES = 16 * 2**20
 
 
 class CircuitBreaker:
@@ -85,7 +96,8 @@ class ServiceClient:
         self.session.mount("https://", adapter)
 
     def post(self, path: str, payload: dict) -> Any:
-        """POSTs JSON and returns the decoded JSON answer, or raises UpstreamError."""
+        """POSTs JSON and returns the decoded JSON answer (None for an empty one), or raises
+        UpstreamError. A connection error or a 5xx is retried; a timeout, a 4xx or nonsense is not."""
         if not self.breaker.allow():
             upstream_calls_total.labels(self.name, "breaker_open").inc()
             raise UpstreamError(f"{self.name}: circuit open")
@@ -94,22 +106,7 @@ class ServiceClient:
         for attempt in range(self.retries + 1):
             started = time.perf_counter()
             try:
-                response = self.session.post(
-                    self.base_url.rstrip("/") + path, json=payload, headers=headers, timeout=self.timeout
-                )
-                upstream_call_seconds.labels(self.name).observe(time.perf_counter() - started)
-                if response.status_code >= 500:
-                    last_error = f"status {response.status_code}"
-                    upstream_calls_total.labels(self.name, "server_error").inc()
-                    continue
-                if response.status_code >= 400:
-                    last_error = f"status {response.status_code}"
-                    upstream_calls_total.labels(self.name, "client_error").inc()
-                    break  # our request is wrong: asking again will not help
-                body = response.json()
-                upstream_calls_total.labels(self.name, "ok").inc()
-                self.breaker.record(True)
-                return body
+                status, content = self._exchange(path, payload, headers)
             except requests.Timeout:
                 upstream_call_seconds.labels(self.name).observe(time.perf_counter() - started)
                 upstream_calls_total.labels(self.name, "timeout").inc()
@@ -120,13 +117,61 @@ class ServiceClient:
                 last_error = exc.__class__.__name__
             except ValueError:
                 upstream_calls_total.labels(self.name, "malformed").inc()
-                last_error = "malformed JSON"
+                last_error = "an answer too large"
                 break
+            else:
+                upstream_call_seconds.labels(self.name).observe(time.perf_counter() - started)
+                if status >= 500:
+                    upstream_calls_total.labels(self.name, "server_error").inc()
+                    last_error = f"status {status}"
+                elif status >= 400:
+                    upstream_calls_total.labels(self.name, "client_error").inc()
+                    self.breaker.record(True)  # it answered: it is up
+                    logger.warning("%s refused the call to %s: status %s", self.name, path, status)
+                    raise UpstreamRejected(f"{self.name}: status {status}")
+                else:
+                    try:
+                        body = json.loads(content) if content.strip() else None
+                    except ValueError:
+                        upstream_calls_total.labels(self.name, "malformed").inc()
+                        last_error = "malformed JSON"
+                        break
+                    upstream_calls_total.labels(self.name, "ok").inc()
+                    self.breaker.record(True)
+                    return body
             if attempt < self.retries:
                 time.sleep(0.05 * (attempt + 1))
         self.breaker.record(False)
         logger.warning("%s call to %s failed: %s", self.name, path, last_error)
         raise UpstreamError(f"{self.name}: {last_error}")
+
+    def _exchange(self, path: str, payload: dict, headers: dict[str, str]) -> tuple[int, bytes]:
+        """The status and body of one POST. requests' read timeout bounds each read only, so a service
+        that trickles its answer is cut off once the connect and read timeouts have passed in all; an
+        answer over MAX_ANSWER_BYTES is cut off too (ValueError)."""
+        deadline = time.monotonic() + sum(self.timeout)
+        with self.session.post(
+            self.base_url.rstrip("/") + path, json=payload, headers=headers, timeout=self.timeout, stream=True
+        ) as response:
+            body = bytearray()
+            while chunk := _read_some(response.raw):
+                body += chunk
+                if time.monotonic() > deadline:
+                    raise requests.Timeout("the answer did not complete in time")
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise ValueError("the answer is too large")
+            return response.status_code, bytes(body)
+
+
+def _read_some(raw: urllib3.HTTPResponse) -> bytes:
+    """What has arrived of the body (b"" at its end), as requests' own errors. Not iter_content: its
+    reads wait for a whole chunk, however slowly it comes."""
+    try:
+        return raw.read1(64 * 1024, decode_content=True)
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.Timeout(str(exc)) from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise requests.ConnectionError(str(exc)) from exc
 
 
 _clients: dict[str, ServiceClient] = {}

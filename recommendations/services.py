@@ -23,7 +23,7 @@ from config.exceptions import UpstreamUnavailable
 from recommendations import engine, tasks, vectors
 from recommendations.engine import Answer, Query, Scored
 from recommendations.models import EngineState, Interaction, Item
-from recommendations.remote import UpstreamError, service_client
+from recommendations.remote import UpstreamError, UpstreamRejected, service_client
 from recommendations.training import interaction_weight, model_train
 from tenants.models import Tenant
 from usage.ratelimit import Marks, mark_stands, tenant_marks_renew
@@ -159,6 +159,10 @@ def _content(values: dict) -> bytes:
     )
 
 
+# What the engine computes an embedding from; an item's own embedding, once cleared, is asked for too.
+EMBEDDED_FIELDS = frozenset({"title", "description", "categories", "embedding"})
+
+
 def _after_write(tenant_id: str, kind: str, records: list[dict]) -> None:
     """Inside the writing transaction: engines learn of catalog changes; once it has committed, the
     pipeline gets a copy and the ML engine is asked for missing embeddings."""
@@ -168,7 +172,9 @@ def _after_write(tenant_id: str, kind: str, records: list[dict]) -> None:
     def run() -> None:
         if kind == "items":
             unembedded = [
-                record["id"] for record in records if not record.get("embedding") and "title" in record
+                record["id"]
+                for record in records
+                if record.get("embedding") is None and EMBEDDED_FIELDS & record.keys()
             ]
             if settings.ML_ENGINE_URL and unembedded:
                 _follow_up(tasks.items_embed, tenant_id, unembedded)
@@ -434,12 +440,16 @@ def items_embed(*, tenant_id: str, item_ids: list[str]) -> int:
     ]
     try:
         body = client.post("/internal/ml/embeddings", {"tenant_id": tenant_id, "items": payload})
+    except UpstreamRejected:
+        return 0  # the engine refused these items (logged, counted): asking again will not help
     except UpstreamError as exc:
         raise UpstreamUnavailable("The ML engine could not compute embeddings.") from exc
     by_id = {item.external_id: item for item in items}
     updated: list[Item] = []
-    for entry in body.get("embeddings", []) if isinstance(body, dict) else []:
-        item = by_id.get(str(entry.get("item_id"))) if isinstance(entry, dict) else None
+    # {"embeddings": [...]}, or the list itself; each entry names its item by item_id or id.
+    entries = body.get("embeddings") if isinstance(body, dict) else body
+    for entry in entries if isinstance(entries, list) else []:
+        item = by_id.get(str(entry.get("item_id", entry.get("id")))) if isinstance(entry, dict) else None
         vector = entry.get("embedding") if item else None
         if (
             item is not None

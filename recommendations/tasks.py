@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from recommendations.remote import UpstreamError, service_client
+from recommendations.remote import UpstreamError, UpstreamRejected, service_client
 
 
 @shared_task(
@@ -13,10 +13,15 @@ from recommendations.remote import UpstreamError, service_client
     max_retries=20,
 )
 def pipeline_forward(self: object, tenant_id: str, kind: str, records: list[dict]) -> None:
-    """Sends accepted items or interactions to the data pipeline, retrying until it takes them."""
+    """Sends accepted items or interactions to the data pipeline, retrying until it takes them, or
+    until it refuses them (a 4xx, logged and counted by the client: sending them again would not help)."""
     client = service_client("data_pipeline")
-    if client is not None:
+    if client is None:
+        return
+    try:
         client.post(f"/internal/pipeline/{kind}", {"tenant_id": tenant_id, kind: records})
+    except UpstreamRejected:
+        return
 
 
 @shared_task(ignore_result=True)

@@ -15,6 +15,7 @@ class FakeService:
         self.delay = 0.0
         self.recommendations: list[dict] = []
         self.embeddings: list[dict] = []
+        self.embeddings_as_list = False  # the seed's shape: the list itself, not {"embeddings": [...]}
         self.received: list[dict] = []
         self.server: ThreadingHTTPServer | None = None
 
@@ -30,10 +31,13 @@ class FakeService:
             return 422, b'{"detail": "no"}'
         if self.mode == "malformed":
             return 200, b"<html>not json</html>"
+        if self.mode == "empty":
+            return 204, b""
         if path == "/internal/ml/recommendations":
             return 200, json.dumps({"recommendations": self.recommendations}).encode()
         if path == "/internal/ml/embeddings":
-            return 200, json.dumps({"embeddings": self.embeddings}).encode()
+            shaped = self.embeddings if self.embeddings_as_list else {"embeddings": self.embeddings}
+            return 200, json.dumps(shaped).encode()
         if path.startswith("/internal/pipeline/"):
             return 202, b'{"accepted": true}'
         return 404, b"{}"
@@ -53,6 +57,15 @@ class FakeService:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                if service.mode == "trickle":  # a byte at a time, each well within a read timeout
+                    try:
+                        for byte in payload:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(0.1)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the client gave up, as it should
+                    return
                 self.wfile.write(payload)
 
             def log_message(self, *args: object) -> None:

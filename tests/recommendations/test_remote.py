@@ -44,6 +44,12 @@ def tenant_client(world, make_key):
     return client
 
 
+def outcomes(outcome: str, service: str = "ml_engine") -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("upstream_calls_total", {"service": service, "outcome": outcome}) or 0
+
+
 def recommend(client, **body):
     return client.post(URL, {"user_id": "u", "count": 3, **body}, HTTP_X_REQUEST_ID="trace-42")
 
@@ -137,6 +143,37 @@ class TestMlEngine:
         assert response.json()["strategy"].startswith("fallback:")
         assert time.monotonic() - started < 0.9  # one read timeout (0.3 s), no retry of a timeout
 
+    def test_nonsense_is_counted_as_such_and_not_asked_again(self, world, tenant_client, ml_engine):
+        ml_engine.mode = "malformed"
+        before = outcomes("malformed")
+        assert recommend(tenant_client).json()["strategy"].startswith("fallback:")
+        assert len(ml_engine.received) == 1
+        assert outcomes("malformed") - before == 1
+
+    def test_refusals_are_not_retried_and_leave_the_breaker_closed(self, world, tenant_client, ml_engine):
+        ml_engine.mode = "bad_request"
+        for _ in range(4):  # more than the breaker's threshold (3)
+            assert recommend(tenant_client).json()["strategy"].startswith("fallback:")
+        assert len(ml_engine.received) == 4  # each asked once: a 4xx is not retried
+        assert remote.service_client("ml_engine").breaker.state == "closed"  # the engine is up
+
+    def test_a_score_too_large_for_a_float_is_dropped_not_a_500(self, world, tenant_client, ml_engine):
+        ml_engine.recommendations = [{"item_id": "i1", "score": 10**400}, {"item_id": "i2", "score": 0.5}]
+        response = recommend(tenant_client)
+        assert response.status_code == 200, response.content
+        rows = response.json()["recommendations"]
+        assert rows[0] == {"item_id": "i2", "score": 0.5, "title": "Item 2"}
+        assert response.json()["strategy"].startswith("remote")
+
+    def test_an_answer_trickled_past_the_deadline_is_a_timeout(self, world, tenant_client, ml_engine):
+        ml_engine.mode = "trickle"  # a byte every 0.1 s: each read is quick, the whole answer is not
+        ml_engine.recommendations = [{"item_id": "i1", "score": 1.0}]
+        before = outcomes("timeout")
+        started = time.monotonic()
+        assert recommend(tenant_client).json()["strategy"].startswith("fallback:")
+        assert time.monotonic() - started < 1.5  # the deadline is 0.6 s; the answer takes over 3 s
+        assert outcomes("timeout") - before == 1
+
     def test_server_errors_are_retried_once(self, world, tenant_client, ml_engine):
         ml_engine.mode = "error"
         recommend(tenant_client)
@@ -192,6 +229,29 @@ class TestMlEngine:
         assert bytes(Item.objects.get(external_id="e1").content_vector) == from_engine != from_text
         # The malformed embedding of e2 is refused: e2 keeps its own content vector.
         assert items_embed(tenant_id=str(world.tenant.id), item_ids=["e2"]) == 0
+
+    def test_embeddings_in_the_seeds_shape_and_after_a_text_change(
+        self, world, ml_engine, django_capture_on_commit_callbacks
+    ):
+        from recommendations.services import item_update, items_upsert
+        from recommendations.vectors import content_vector, to_bytes
+
+        ml_engine.embeddings_as_list = True  # the answer is the list itself
+        ml_engine.embeddings = [{"item_id": "e1", "embedding": [1.0, 0.0, 0.5]}]
+        with django_capture_on_commit_callbacks(execute=True):
+            items_upsert(tenant=world.tenant, items=[{"id": "e1", "title": "One"}])
+        from_engine = to_bytes(
+            content_vector(title="", description="", categories=[], embedding=[1.0, 0.0, 0.5])
+        )
+        assert bytes(Item.objects.get(external_id="e1").content_vector) == from_engine
+        calls = len(ml_engine.received)
+        ml_engine.embeddings = [{"id": "e1", "embedding": [0.0, 1.0, 0.0]}]
+        with django_capture_on_commit_callbacks(execute=True):
+            item_update(item=Item.objects.get(external_id="e1"), description="Now with a description")
+        assert len(ml_engine.received) == calls + 1  # the text changed: the engine is asked again
+        assert ml_engine.received[-1]["body"]["items"][0]["description"] == "Now with a description"
+        again = to_bytes(content_vector(title="", description="", categories=[], embedding=[0.0, 1.0, 0.0]))
+        assert bytes(Item.objects.get(external_id="e1").content_vector) == again
 
 
 class TestDataPipeline:
@@ -279,6 +339,20 @@ class TestDataPipeline:
                 "items": [{"id": "a"}],
             }
         remote.clients_reset()
+
+
+@pytest.mark.parametrize("mode", ["empty", "bad_request"])
+def test_a_pipeline_answer_that_is_empty_or_a_refusal_is_not_sent_again(world, settings, mode):
+    from recommendations.tasks import pipeline_forward
+
+    with fake_service() as pipeline:
+        settings.DATA_PIPELINE_URL = pipeline.url
+        remote.clients_reset()
+        pipeline.mode = mode  # 204 without a body (taken), or 422 (refused: sending again will not help)
+        pipeline_forward.apply(args=(str(world.tenant.id), "items", [{"id": "a"}]), throw=True)
+        assert len(pipeline.received) == 1
+        assert remote.service_client("data_pipeline").breaker.failures == 0
+    remote.clients_reset()
 
 
 def test_without_any_engine_answer_it_is_503(world, tenant_client, ml_engine, monkeypatch):
