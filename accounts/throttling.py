@@ -1,47 +1,90 @@
-"""Slows down password guessing: failed logins are counted per email and per client address."""
+"""Slows down password guessing: failed logins are counted per email and per client address.
 
+Each attempt takes its place in both counts before the password is checked (one atomic increment in
+the shared cache), and gives it back if the password was right. So a burst of guesses sent at once is
+refused past the limit like guesses sent one after the other, while good logins never count."""
+
+import hashlib
 import logging
 import math
+import time
+from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest
-from django_ratelimit.core import get_usage
 
 from config.exceptions import RateLimitExceeded
 from config.http import client_ip
 
 logger = logging.getLogger(__name__)
 
-
-def _counters(request: HttpRequest, email: str) -> list[tuple[str, str, str]]:
-    return [
-        ("login-failures-email", email.strip().lower(), settings.LOGIN_FAILURE_RATE_PER_EMAIL),
-        ("login-failures-ip", client_ip(request) or "unknown", settings.LOGIN_FAILURE_RATE_PER_IP),
-    ]
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _usage(request: HttpRequest, group: str, value: str, rate: str, increment: bool) -> dict | None:
-    try:
-        return get_usage(
-            request, group=group, key=lambda _group, _request: value, rate=rate, increment=increment
+@dataclass(frozen=True)
+class Counter:
+    scope: str
+    key: str
+    limit: int
+    seconds_left: float
+
+
+def _counters(request: HttpRequest, email: str) -> list[Counter]:
+    """The attempt's two counts, each in its fixed window of the rate's period ("5/m": 5 a minute)."""
+    now = time.time()
+    counters = []
+    for scope, value, rate in (
+        ("email", email.strip().lower(), settings.LOGIN_FAILURE_RATE_PER_EMAIL),
+        ("ip", client_ip(request) or "unknown", settings.LOGIN_FAILURE_RATE_PER_IP),
+    ):
+        limit, unit = rate.split("/")
+        period = PERIODS[unit[-1]] * int(unit[:-1] or 1)
+        window = int(now // period)
+        digest = hashlib.sha256(value.encode()).hexdigest()
+        counters.append(
+            Counter(
+                scope, f"login-failures:{scope}:{digest}:{window}", int(limit), (window + 1) * period - now
+            )
         )
+    return counters
+
+
+def login_attempt_begin(*, request: HttpRequest, email: str) -> list[Counter]:
+    """Counts the attempt, or refuses it (429, counting nothing) when either count is full. Returns what
+    to give back with login_attempt_succeeded."""
+    taken: list[Counter] = []
+    try:
+        for counter in _counters(request, email):
+            cache.add(counter.key, 0, timeout=math.ceil(counter.seconds_left) + 1)
+            count = cache.incr(counter.key)
+            taken.append(counter)
+            if count > counter.limit:
+                _give_back(taken)
+                wait = max(1, math.ceil(counter.seconds_left))
+                raise RateLimitExceeded(
+                    wait=counter.seconds_left,
+                    detail=f"Too many failed logins; try again in {wait} s.",
+                    details={"scope": counter.scope},
+                )
+    except RateLimitExceeded:
+        raise
     except Exception:
         # The throttle must not lock everyone out when its cache is down: log it and let the login through.
         logger.warning("Login throttle unavailable (cache error)", exc_info=True)
-        return None
+        _give_back(taken)
+        return []
+    return taken
 
 
-def login_throttle_check(*, request: HttpRequest, email: str) -> None:
-    for group, value, rate in _counters(request, email):
-        usage = _usage(request, group, value, rate, increment=False)
-        if usage and usage["count"] >= usage["limit"]:
-            raise RateLimitExceeded(
-                wait=usage["time_left"],
-                detail=f"Too many failed logins; try again in {max(1, math.ceil(usage['time_left']))} s.",
-                details={"scope": group.removeprefix("login-failures-")},
-            )
+def login_attempt_succeeded(counters: list[Counter]) -> None:
+    """A right password is not a failure: its places go back."""
+    _give_back(counters)
 
 
-def login_failure_record(*, request: HttpRequest, email: str) -> None:
-    for group, value, rate in _counters(request, email):
-        _usage(request, group, value, rate, increment=True)
+def _give_back(counters: list[Counter]) -> None:
+    for counter in counters:
+        try:
+            cache.decr(counter.key)
+        except Exception:  # expired meanwhile, or the cache is down: nothing left to give back
+            logger.debug("Login throttle count %s not given back", counter.key, exc_info=True)

@@ -24,7 +24,7 @@ from accounts.serializers import (
     UserSerializer,
     UserUpdateSerializer,
 )
-from accounts.throttling import login_failure_record, login_throttle_check
+from accounts.throttling import login_attempt_begin, login_attempt_succeeded
 from config.http import client_ip
 from tenants.idempotency import IdempotentPostMixin
 from tenants.scoping import TenantScopedViewSet
@@ -56,11 +56,11 @@ class LoginView(APIView):
         body = LoginSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         email, password = body.validated_data["email"], body.validated_data["password"]
-        login_throttle_check(request=request, email=email)
+        counted = login_attempt_begin(request=request, email=email)
         user = authenticate(request, username=email, password=password)
         if user is None:
-            login_failure_record(request=request, email=email)
             raise exceptions.AuthenticationFailed(INVALID_LOGIN)
+        login_attempt_succeeded(counted)
         services.tenant_access_check(user.tenant)
         session, pair = services.session_start(
             user=user, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
@@ -122,12 +122,20 @@ class PasswordChangeView(UserSessionRequiredMixin, APIView):  # type: ignore[mis
     def post(self, request: Request) -> Response:
         body = PasswordChangeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        services.user_password_change(
-            user=request.user,  # type: ignore[arg-type]
-            current_password=body.validated_data["current_password"],
-            new_password=body.validated_data["new_password"],
-            session_id=request.auth_session_id,
-        )
+        # A wrong current password is a failed login: a stolen access token must not be a way to guess.
+        counted = login_attempt_begin(request=request, email=request.user.email)
+        try:
+            services.user_password_change(
+                user=request.user,  # type: ignore[arg-type]
+                current_password=body.validated_data["current_password"],
+                new_password=body.validated_data["new_password"],
+                session_id=request.auth_session_id,
+            )
+        except exceptions.ValidationError as error:
+            if "current_password" not in error.detail:
+                login_attempt_succeeded(counted)
+            raise
+        login_attempt_succeeded(counted)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

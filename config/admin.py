@@ -1,12 +1,29 @@
-"""The console's front page: the state of the business at a glance."""
+"""The console's site: its login, counted as the API's, and its front page, the state of the business."""
 
+import math
 from datetime import UTC, datetime
+from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Sum
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
+
+from config.exceptions import RateLimitExceeded
+
+
+class _RefusedLogin(AdminAuthenticationForm):
+    """The login form of an attempt refused before its password was checked: the refusal as its error."""
+
+    def __init__(self, request: HttpRequest, *, refusal: str, **kwargs: Any) -> None:
+        super().__init__(request, **kwargs)
+        self.refusal = refusal
+
+    def clean(self) -> dict[str, Any]:
+        raise ValidationError(self.refusal)
 
 
 class ConsoleSite(admin.AdminSite):
@@ -14,6 +31,29 @@ class ConsoleSite(admin.AdminSite):
     site_title = "Recommender console"
     index_title = "Dashboard"
     index_template = "admin/dashboard.html"
+
+    def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        """The console's login counts failures as the API's does (accounts.throttling): staff accounts
+        are the ones most worth guessing."""
+        from accounts.throttling import login_attempt_begin, login_attempt_succeeded
+
+        if request.method != "POST":
+            return super().login(request, extra_context)
+        try:
+            counted = login_attempt_begin(request=request, email=request.POST.get("username", ""))
+        except RateLimitExceeded as refused:
+            form = _RefusedLogin(request, data=request.POST, refusal=str(refused.detail))
+            form.is_valid()
+            context = {**self.each_context(request), "title": "Log in", "form": form, **(extra_context or {})}
+            response = TemplateResponse(
+                request, self.login_template or "admin/login.html", context, status=429
+            )
+            response["Retry-After"] = str(max(1, math.ceil(refused.wait or 1)))
+            return response
+        response = super().login(request, extra_context)
+        if response.status_code == 302 and request.user.is_authenticated:
+            login_attempt_succeeded(counted)
+        return response
 
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
         from tenants.models import AuditEntry, Tenant

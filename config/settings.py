@@ -4,6 +4,7 @@ The defaults run the embedded set-up: SQLite, a local-memory cache and in-proces
 They are safe for development only: with DEBUG off the development SECRET_KEY is refused.
 """
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,13 +21,27 @@ DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production-01234567
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
-if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+
+
+def secret_problem(value: str, minimum: int) -> str | None:
+    """Why a signing key is not fit for production: the development one, a placeholder, too short, or
+    too plain to be random."""
+    if value == DEV_SECRET_KEY:
+        return "is the development default"
+    if "change-me" in value.lower() or "changeme" in value.lower():
+        return "is a placeholder"
+    if len(value) < minimum:
+        return f"must be at least {minimum} characters long"
+    if len(set(value)) < 8:
+        return "is not random (too few different characters)"
+    return None
+
+
+if not DEBUG and (problem := secret_problem(SECRET_KEY, 50)):
     raise ImproperlyConfigured(
-        "SECRET_KEY is the development default. Set SECRET_KEY to a long random value, "
-        "or DEBUG=true for local development."
+        f"SECRET_KEY {problem}. Set SECRET_KEY to a long random value "
+        "(python -c 'import secrets; print(secrets.token_urlsafe(64))'), or DEBUG=true for local development."
     )
-if not DEBUG and len(SECRET_KEY) < 50:
-    raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters long when DEBUG is off.")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 SERVICE_NAME = "backend-api"
@@ -178,21 +193,26 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 ACCESS_TOKEN_EXPIRE_MINUTES = env.int("ACCESS_TOKEN_EXPIRE_MINUTES", default=15)
 REFRESH_TOKEN_EXPIRE_DAYS = env.int("REFRESH_TOKEN_EXPIRE_DAYS", default=7)
+JWT_SIGNING_KEY = env.str("JWT_SIGNING_KEY", default=SECRET_KEY)
+if not DEBUG and (problem := secret_problem(JWT_SIGNING_KEY, 32)):
+    raise ImproperlyConfigured(f"JWT_SIGNING_KEY {problem}. Leave it unset to sign with SECRET_KEY.")
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=ACCESS_TOKEN_EXPIRE_MINUTES),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=REFRESH_TOKEN_EXPIRE_DAYS),
     "ALGORITHM": "HS256",
-    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
+    "SIGNING_KEY": JWT_SIGNING_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "USER_ID_FIELD": "id",
     "USER_ID_CLAIM": "sub",
     "ISSUER": "recommender-backend",
     "UPDATE_LAST_LOGIN": False,
 }
-# Failed logins allowed per email and per client address before 429 (django-ratelimit rates).
+# Failed logins allowed per email and per client address before 429 ("5/m": five a minute).
 LOGIN_FAILURE_RATE_PER_EMAIL = env.str("LOGIN_FAILURE_RATE_PER_EMAIL", default="5/m")
 LOGIN_FAILURE_RATE_PER_IP = env.str("LOGIN_FAILURE_RATE_PER_IP", default="20/m")
-RATELIMIT_USE_CACHE = "default"
+for _rate in (LOGIN_FAILURE_RATE_PER_EMAIL, LOGIN_FAILURE_RATE_PER_IP):
+    if not re.fullmatch(r"[1-9]\d*/([1-9]\d*)?[smhd]", _rate):
+        raise ImproperlyConfigured(f"A login failure rate is a count per period, such as 5/m, not {_rate!r}.")
 # Proxies in front of us that append to X-Forwarded-For; 0 means REMOTE_ADDR is the client.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 FIRST_SUPERUSER_EMAIL = env.str("FIRST_SUPERUSER_EMAIL", default="")

@@ -1,3 +1,5 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import jwt
@@ -95,6 +97,57 @@ class TestLogin:
         assert error["details"] == {"scope": "ip"}
         assert int(response["Retry-After"]) >= 1
         assert login(api, "viewer@acme.test", REMOTE_ADDR="10.0.0.7").status_code == 200
+
+    @override_settings(LOGIN_FAILURE_RATE_PER_EMAIL="3/m", LOGIN_FAILURE_RATE_PER_IP="100/m")
+    def test_guesses_sent_at_once_are_refused_past_the_limit_too(self, world, monkeypatch):
+        # Every guess waits at the password check until all ten have arrived (or a second has passed):
+        # counted only after their checks, all ten would be let through.
+        arrived = threading.Barrier(10, timeout=1.0)
+
+        def slow_wrong_password(*args, **kwargs):
+            try:
+                arrived.wait()
+            except threading.BrokenBarrierError:
+                pass
+            return None
+
+        monkeypatch.setattr("accounts.views.authenticate", slow_wrong_password)
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            statuses = list(
+                pool.map(lambda _: login(APIClient(), "admin@acme.test", "guess").status_code, range(10))
+            )
+        assert sorted(statuses) == [401] * 3 + [429] * 7
+
+    @override_settings(LOGIN_FAILURE_RATE_PER_EMAIL="3/m", LOGIN_FAILURE_RATE_PER_IP="100/m")
+    def test_good_logins_do_not_count(self, api, world):
+        for _ in range(4):
+            assert login(api, "admin@acme.test").status_code == 200
+        for _ in range(2):
+            login(api, "admin@acme.test", "wrong-password")
+        assert login(api, "admin@acme.test").status_code == 200  # 2 failures of 3
+        login(api, "admin@acme.test", "wrong-password")
+        assert_error(login(api, "admin@acme.test"), 429, "RATE_LIMIT_EXCEEDED")
+
+    @override_settings(LOGIN_FAILURE_RATE_PER_EMAIL="3/m", LOGIN_FAILURE_RATE_PER_IP="100/m")
+    def test_the_consoles_login_counts_failures_too(self, world, client):
+        def console_login(password):
+            return client.post("/admin/login/", {"username": "support@platform.test", "password": password})
+
+        for _ in range(3):
+            assert console_login("wrong-password").status_code == 200  # the form again, with its error
+        refused = console_login(PASSWORD)
+        assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+        assert b"Too many failed logins" in refused.content
+        assert "_auth_user_id" not in client.session  # the right password was not even tried
+
+    @override_settings(LOGIN_FAILURE_RATE_PER_EMAIL="3/m", LOGIN_FAILURE_RATE_PER_IP="100/m")
+    def test_the_consoles_good_logins_do_not_count(self, world, client):
+        for _ in range(4):
+            response = client.post(
+                "/admin/login/", {"username": "support@platform.test", "password": PASSWORD}
+            )
+            assert response.status_code == 302
+            client.logout()
 
 
 class TestAccessTokens:
@@ -281,12 +334,15 @@ class TestPasswordChange:
 
     def test_it_changes_the_password_and_ends_the_other_sessions(self, api, world, client_for):
         current, other = client_for(world.developer), client_for(world.developer)
+        colleague, outsider = client_for(world.admin), client_for(world.outsider)
         response = current.post(
             self.URL, {"current_password": PASSWORD, "new_password": "An0ther-long-passphrase"}
         )
         assert response.status_code == 204
         assert current.get(ME).status_code == 200
         assert_error(other.get(ME), 401, "AUTHENTICATION_FAILED")
+        # Only the user's own sessions end: not a colleague's, not another tenant's user's.
+        assert colleague.get(ME).status_code == 200 and outsider.get(ME).status_code == 200
         assert login(api, "dev@acme.test", "An0ther-long-passphrase").status_code == 200
         assert_error(login(api, "dev@acme.test"), 401, "AUTHENTICATION_FAILED")
 
@@ -297,6 +353,17 @@ class TestPasswordChange:
         )
         error = assert_error(response, 400, "VALIDATION_ERROR")
         assert "current_password" in error["details"]
+
+    @override_settings(LOGIN_FAILURE_RATE_PER_EMAIL="3/m", LOGIN_FAILURE_RATE_PER_IP="100/m")
+    def test_wrong_current_passwords_count_as_failed_logins(self, world, client_for):
+        client = client_for(world.developer)
+        change = {"new_password": "An0ther-long-passphrase"}
+        for _ in range(3):
+            response = client.post(self.URL, {"current_password": "guess", **change})
+            assert_error(response, 400, "VALIDATION_ERROR")
+        refused = client.post(self.URL, {"current_password": PASSWORD, **change})
+        assert_error(refused, 429, "RATE_LIMIT_EXCEEDED")
+        assert User.objects.get(pk=world.developer.pk).check_password(PASSWORD)  # unchanged
 
     def test_it_applies_djangos_password_validators(self, world, client_for):
         client = client_for(world.developer)

@@ -37,6 +37,13 @@ def test_ensure_superuser_refuses_the_default_password_in_production(db):
         call_command("ensure_superuser", stdout=StringIO())
 
 
+@override_settings(DEBUG=False, FIRST_SUPERUSER_EMAIL="ops@example.com", FIRST_SUPERUSER_PASSWORD="a")
+def test_ensure_superuser_refuses_a_weak_password(db):
+    with pytest.raises(CommandError, match="FIRST_SUPERUSER_PASSWORD is refused"):
+        call_command("ensure_superuser", stdout=StringIO())
+    assert not User.objects.filter(email="ops@example.com").exists()
+
+
 def test_sessions_prune_drops_old_ended_and_expired_sessions(world):
     keep, _ = session_start(user=world.admin, ip=None, user_agent="")
     old_ended, _ = session_start(user=world.admin, ip=None, user_agent="")

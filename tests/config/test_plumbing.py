@@ -204,6 +204,9 @@ class TestLogging:
         assert context["duration_ms"] >= 0
 
 
+PRODUCTION_KEY = "Jx4vQ9-k2LwZr7bN_c8TmYp3sHd5Fg6AeU1oWqRtVyBnMiKlOaSdGhXz0Ec"
+
+
 def _settings_subprocess(*args, **env):
     environment = {key: value for key, value in os.environ.items() if key not in ("SECRET_KEY", "DEBUG")}
     environment.update(DJANGO_SETTINGS_MODULE="config.settings", **env)
@@ -223,10 +226,36 @@ class TestProductionSettings:
         assert result.returncode != 0
         assert "SECRET_KEY is the development default" in result.stderr
 
+    @pytest.mark.parametrize(
+        ("variables", "refusal"),
+        [
+            (
+                {"SECRET_KEY": "change-me-to-a-long-random-string-of-at-least-fifty-characters"},
+                "SECRET_KEY is a placeholder",
+            ),
+            ({"SECRET_KEY": PRODUCTION_KEY, "JWT_SIGNING_KEY": "x"}, "JWT_SIGNING_KEY must be at least 32"),
+            (
+                {"SECRET_KEY": PRODUCTION_KEY, "LOGIN_FAILURE_RATE_PER_IP": "20 a minute"},
+                "A login failure rate is a count per period",
+            ),
+        ],
+    )
+    def test_it_refuses_placeholders_weak_keys_and_bad_rates(self, variables, refusal):
+        result = _settings_subprocess("check", DEBUG="false", **variables)
+        assert result.returncode != 0
+        assert refusal in result.stderr
+
+    def test_what_makes_a_key_unfit(self):
+        from config.settings import DEV_SECRET_KEY, secret_problem
+
+        assert secret_problem(DEV_SECRET_KEY, 50) == "is the development default"
+        assert secret_problem("a" * 59, 50) == "is not random (too few different characters)"
+        assert secret_problem("ChangeMe" + PRODUCTION_KEY, 50) == "is a placeholder"
+        assert secret_problem(PRODUCTION_KEY[:40], 50) == "must be at least 50 characters long"
+        assert secret_problem(PRODUCTION_KEY, 50) is None
+
     def test_check_deploy_reports_only_what_https_termination_explains(self):
-        result = _settings_subprocess(
-            "check", "--deploy", DEBUG="false", SECRET_KEY="k" * 20 + "prod-" + "z" * 40
-        )
+        result = _settings_subprocess("check", "--deploy", DEBUG="false", SECRET_KEY=PRODUCTION_KEY)
         output = result.stdout + result.stderr
         assert "security.W008" in output  # SECURE_SSL_REDIRECT: the proxy in front redirects to HTTPS
         assert output.count("?: (") == 1, output

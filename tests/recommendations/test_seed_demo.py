@@ -1,10 +1,23 @@
 import re
 from io import StringIO
 
-from django.core.management import call_command
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
 from rest_framework.test import APIClient
 
+from tenants.models import Tenant
 
+
+@override_settings(DEBUG=False)
+def test_seed_demo_refuses_to_run_outside_development(db):
+    # Its admin's password is in the source: never on a server.
+    with pytest.raises(CommandError, match="DEBUG on only"):
+        call_command("seed_demo", stdout=StringIO())
+    assert not Tenant.objects.filter(slug="demo").exists()
+
+
+@override_settings(DEBUG=True)
 def test_seed_demo_gives_a_newcomer_real_recommendations(db):
     out = StringIO()
     call_command("seed_demo", "--users", "60", stdout=out)

@@ -1,6 +1,8 @@
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
@@ -25,6 +27,11 @@ class Command(BaseCommand):
                     "Set FIRST_SUPERUSER_PASSWORD: the development default is refused when DEBUG is off."
                 )
             password = DEV_PASSWORD
+        else:
+            try:
+                password_validation.validate_password(password, User(email=email))
+            except ValidationError as exc:
+                raise CommandError("FIRST_SUPERUSER_PASSWORD is refused: " + " ".join(exc.messages)) from exc
         if User.objects.filter(email=email.lower()).exists():
             self.stdout.write(f"Staff superuser {email} already exists; left as it is.")
             return

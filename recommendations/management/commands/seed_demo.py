@@ -2,7 +2,8 @@ import random
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from accounts.models import User
@@ -32,6 +33,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=42)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG:
+            # Its admin's password is published here: never on a server that others can reach.
+            raise CommandError("seed_demo is for local development: it runs with DEBUG on only.")
         # Demo data, not security.
         rng = random.Random(options["seed"])  # nosec B311
         tenant = Tenant.objects.filter(slug="demo").first()
