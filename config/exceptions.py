@@ -5,7 +5,7 @@ import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import InterfaceError, OperationalError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from rest_framework import exceptions, status
@@ -140,6 +140,11 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DataError):
+        # A value the database cannot take or compare (out of its type's range, a NUL in a text): the
+        # input's fault, whatever check let it through.
+        logger.warning("Database refused a value: %s", str(exc).splitlines()[0] if str(exc) else "")
+        exc = exceptions.ValidationError(["A value in the request cannot be stored or looked up."])
     elif isinstance(exc, OperationalError | InterfaceError):
         logger.error("Database unavailable: %s", exc.__class__.__name__)
         exc = UpstreamUnavailable("The database is unavailable; retry shortly.")

@@ -42,13 +42,32 @@ def json_depth(value: object) -> int:
     return deepest
 
 
+def json_has_nul(value: object) -> bool:
+    """Whether a key or a text anywhere in a decoded JSON value holds a NUL (PostgreSQL's jsonb
+    cannot store one)."""
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return True
+        elif isinstance(node, dict):
+            pending.extend(node.keys())
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return False
+
+
 def json_object_problem(value: object) -> str | None:
     """What makes `value` unfit for a free-form JSON object (an item's metadata, a tenant's
-    settings), or None: it must be an object, nested at most MAX_JSON_DEPTH."""
+    settings), or None: it must be an object, nested at most MAX_JSON_DEPTH, without NUL characters."""
     if not isinstance(value, dict):
         return "Must be a JSON object."
     if json_depth(value) > MAX_JSON_DEPTH:
         return f"Must not nest deeper than {MAX_JSON_DEPTH} levels."
+    if json_has_nul(value):
+        return "Must not contain the NUL character (\\u0000)."
     return None
 
 

@@ -94,7 +94,7 @@ class ItemViewSet(TenantScopedViewSet):
     api_key_permission = "write"
     lookup_field = "external_id"
     lookup_url_kwarg = "item_id"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = "[^/\x00]+"  # no item's id holds a NUL (PostgreSQL text cannot): 404
     schema = ObjectListSchema()
 
     def get_queryset(self) -> QuerySet:

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.exceptions import Conflict, IdempotencyKeyReused
+from config.serializers import json_has_nul
 from tenants.models import IdempotencyRecord
 
 HEADER = "HTTP_IDEMPOTENCY_KEY"
@@ -79,6 +80,11 @@ def idempotency_finish(*, record: IdempotencyRecord, response: Response, redact:
     body: Any = response.data
     if redact and isinstance(body, dict):
         body = {name: (None if name in redact else value) for name, value in body.items()}
+    if json_has_nul(body):
+        # An answer echoing a NUL of the request (a refusal): it cannot be stored, so it is not kept,
+        # and a retry is answered afresh, the same way.
+        IdempotencyRecord.objects.filter(pk=record.pk).delete()
+        return
     IdempotencyRecord.objects.filter(pk=record.pk).update(
         status_code=response.status_code, response_body=body
     )
