@@ -116,6 +116,10 @@ class TestRecommendations:
         other.post("/api/v1/interactions", {"user_id": "fan-0", "item_id": "secret-item", "type": "purchase"})
         assert "secret-item" not in ids(shop.post(URL, {"user_id": "fan-0", "count": 100}))
         assert ids(other.post(URL, {"user_id": "x", "count": 5})) == ["secret-item"]
+        # Nor among the items similar to ours, though the same users touched both.
+        shop.post("/api/v1/interactions", {"user_id": "fan-0", "item_id": "shoe-1", "type": "purchase"})
+        similar = shop.get("/api/v1/items/shoe-1/similar", {"count": 100}).json()["similar"]
+        assert similar and "secret-item" not in [row["item_id"] for row in similar]
 
     def test_new_interactions_count_at_once_without_retraining(self, world, shop):
         before = ids(shop.post(URL, {"user_id": "convert", "count": 3}))
