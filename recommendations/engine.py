@@ -396,7 +396,10 @@ def rank_fill(
 def _scored(index: TenantIndex, positions: list[int], scores: dict[int, float]) -> list[Scored]:
     return [
         Scored(
-            item_id=index.external_ids[p], score=round(float(scores.get(p, 0.0)), 6), title=index.titles[p]
+            # Significant digits, not decimals: an engine's tiny scores must not all round to 0.
+            item_id=index.external_ids[p],
+            score=float(f"{float(scores.get(p, 0.0)):.9g}"),
+            title=index.titles[p],
         )
         for p in positions
     ]

@@ -157,6 +157,12 @@ class TestMlEngine:
         assert len(ml_engine.received) == 4  # each asked once: a 4xx is not retried
         assert remote.service_client("ml_engine").breaker.state == "closed"  # the engine is up
 
+    def test_tiny_scores_keep_their_order_down_to_the_filled_items(self, world, tenant_client, ml_engine):
+        ml_engine.recommendations = [{"item_id": "i1", "score": 9e-7}, {"item_id": "i2", "score": 3e-7}]
+        scores = [row["score"] for row in recommend(tenant_client, count=4).json()["recommendations"]]
+        assert scores[:2] == [9e-7, 3e-7]
+        assert scores == sorted(scores, reverse=True) and len(set(scores)) == 4
+
     def test_a_score_too_large_for_a_float_is_dropped_not_a_500(self, world, tenant_client, ml_engine):
         ml_engine.recommendations = [{"item_id": "i1", "score": 10**400}, {"item_id": "i2", "score": 0.5}]
         response = recommend(tenant_client)
