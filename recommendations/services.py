@@ -400,7 +400,8 @@ def _remote_recommend(tenant_id: str, query: Query, marks: Marks | None) -> Answ
             break
     if not scores and answers:
         raise UpstreamError("ml_engine: none of its recommendations can be shown")
-    return engine.ranked_answer(index, mask, scores, query.count, "remote")
+    # An engine that had nothing to say does not name the list: it is all fillers.
+    return engine.ranked_answer(index, mask, scores, query.count, "remote" if scores else None)
 
 
 def recommendations_get(*, tenant: Tenant, query: Query, marks: Marks | None = None) -> Answer:

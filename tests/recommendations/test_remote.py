@@ -163,6 +163,12 @@ class TestMlEngine:
         assert scores[:2] == [9e-7, 3e-7]
         assert scores == sorted(scores, reverse=True) and len(set(scores)) == 4
 
+    def test_an_engine_with_nothing_to_say_does_not_name_the_list(self, world, tenant_client, ml_engine):
+        ml_engine.recommendations = []
+        body = recommend(tenant_client).json()
+        assert body["strategy"] in ("popular", "newest", "popular+newest")
+        assert len(body["recommendations"]) == 3
+
     def test_a_score_too_large_for_a_float_is_dropped_not_a_500(self, world, tenant_client, ml_engine):
         ml_engine.recommendations = [{"item_id": "i1", "score": 10**400}, {"item_id": "i2", "score": 0.5}]
         response = recommend(tenant_client)
