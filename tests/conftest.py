@@ -1,6 +1,7 @@
 """The shared world of the tests: two tenants (ours and an outsider's), a user per role, and staff."""
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,11 @@ def client_for(db: None) -> Callable[[User], APIClient]:
         return client
 
     return make
+
+
+def external_assets(html: str) -> list[str]:
+    """What a page would load from another origin (a CDN, web fonts): the console must work offline."""
+    return re.findall(r"""(?:src|href)\s*=\s*["']((?:https?:)?//[^"']+)""", html)
 
 
 def assert_error(response: object, status: int, code: str) -> dict:
