@@ -87,7 +87,11 @@ class Decision:
 
     @property
     def tightest(self) -> WindowState:
-        return min(self.windows, key=lambda window: (window.remaining / window.limit, window.period))
+        """The window that refuses first: the one that refused, else the one with the fewest requests
+        left (of equals, the one that takes longest to come back)."""
+        if self.refused_window is not None:
+            return next(window for window in self.windows if window.name == self.refused_window)
+        return min(self.windows, key=lambda window: (int(window.remaining), -window.reset_seconds))
 
     def headers(self) -> dict[str, str]:
         tight = self.tightest

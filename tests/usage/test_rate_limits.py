@@ -124,6 +124,53 @@ class TestCounting:
         assert error["details"]["window"] == "hour"
         assert error["details"]["retry_after"] == 1800
 
+    def test_the_window_with_the_fewest_left_is_reported_and_a_refusal_its_own(
+        self, world, key_client, probe, clock, limiter_kind
+    ):
+        # minute=10, hour=100: eight full minutes leave the hour about 28 (28%), then five requests leave
+        # the minute 5 (50%): the minute refuses first, though a smaller share of the hour is left.
+        limit(world, minute=10, hour=100, day=100000)
+        for _ in range(8):
+            for _ in range(10):
+                assert key_client.get(probe).status_code == 200
+            clock.advance(61)
+        for _ in range(5):
+            key_client.get(probe)
+        tight = key_client.get(probe)
+        assert (tight["X-RateLimit-Limit"], tight["X-RateLimit-Remaining"]) == ("10", "4")
+        # A burst within a minute is refused by the minute's window: the 429 reports that one.
+        limit(world, minute=2, hour=1000, day=1000)
+        key_client.get(probe)
+        key_client.get(probe)
+        refused = key_client.get(probe)
+        error = assert_error(refused, 429, "RATE_LIMIT_EXCEEDED")
+        assert error["details"]["window"] == "minute"
+        assert (refused["X-RateLimit-Limit"], refused["X-RateLimit-Remaining"]) == ("2", "0")
+
+    @pytest.mark.parametrize("refusal", ["revoked key", "suspended tenant", "suspended tenant's user"])
+    def test_refused_credentials_of_a_tenant_count_and_say_so(
+        self, world, make_key, client_for, probe, clock, limiter_kind, refusal
+    ):
+        from apikeys.models import ApiKey
+        from apikeys.services import api_key_revoke
+        from tenants.services import tenant_status_set
+
+        limit(world, minute=2)
+        api_key, secret = make_key()
+        client = client_for(world.developer) if refusal.endswith("user") else APIClient()
+        if not refusal.endswith("user"):
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        assert client.get(probe).status_code == 200
+        if refusal == "revoked key":
+            api_key_revoke(api_key=ApiKey.objects.get(pk=api_key.pk), actor=None)
+        else:
+            tenant_status_set(tenant=world.tenant, status="suspended", actor=world.staff)
+        expected = (401, "AUTHENTICATION_FAILED") if refusal == "revoked key" else (403, "TENANT_SUSPENDED")
+        refused = client.get(probe)
+        assert_error(refused, *expected)
+        assert refused["X-RateLimit-Remaining"] == "0"
+        assert_error(client.get(probe), 429, "RATE_LIMIT_EXCEEDED")  # the third of 2 a minute
+
 
 class TestLimitsInForce:
     def test_plan_defaults_apply_without_a_row(self, world, key_client, probe, client_for, clock):
