@@ -3,9 +3,11 @@ and replayed to retries with the same body; a different body is 422, a retry whi
 runs is 409. The claim is a row with a unique (tenant, key), so concurrent retries race safely."""
 
 import hashlib
+import hmac
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import exceptions
@@ -13,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.exceptions import Conflict, IdempotencyKeyReused
+from config.logging import request_id_var
 from config.serializers import json_has_nul
 from tenants.models import IdempotencyRecord
 
@@ -34,7 +37,9 @@ def _request_hash(request: Request) -> str:
     that ended someone else's sessions, not theirs)."""
     api_key = getattr(request, "api_key", None)
     caller = f"key:{api_key.id}" if api_key is not None else f"user:{request.user.pk}"
-    digest = hashlib.sha256()
+    # Keyed: a body may hold a password (a new user's, a password change), and a plain digest of it
+    # would let whoever reads the table test guesses at the speed of SHA-256.
+    digest = hmac.new(settings.SECRET_KEY.encode(), digestmod=hashlib.sha256)
     digest.update(f"{request.method} {request.path} {caller}\n".encode())
     digest.update(request.body)
     return digest.hexdigest()
@@ -73,8 +78,9 @@ def idempotency_begin(*, request: Request) -> IdempotencyRecord | None:
 
 
 def idempotency_finish(*, record: IdempotencyRecord, response: Response, redact: tuple[str, ...]) -> None:
-    """Keeps the answer for replays; a server error frees the key so that a retry can run again."""
-    if response.status_code >= 500:
+    """Keeps the answer for replays; a server error or a 429 (both passing) frees the key so that a
+    retry can run again."""
+    if response.status_code >= 500 or response.status_code == 429:
         IdempotencyRecord.objects.filter(pk=record.pk).delete()
         return
     body: Any = response.data
@@ -91,7 +97,11 @@ def idempotency_finish(*, record: IdempotencyRecord, response: Response, redact:
 
 
 def replay_response(record: IdempotencyRecord) -> Response:
-    return Response(record.response_body, status=record.status_code, headers={"Idempotent-Replayed": "true"})
+    """The first answer again; an error's envelope names this request's id, as X-Request-ID does."""
+    body = record.response_body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = {**body, "error": {**body["error"], "request_id": request_id_var.get()}}
+    return Response(body, status=record.status_code, headers={"Idempotent-Replayed": "true"})
 
 
 def idempotency_records_prune() -> int:

@@ -5,6 +5,7 @@ from datetime import timedelta
 import jwt
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
@@ -364,6 +365,17 @@ class TestPasswordChange:
         refused = client.post(self.URL, {"current_password": PASSWORD, **change})
         assert_error(refused, 429, "RATE_LIMIT_EXCEEDED")
         assert User.objects.get(pk=world.developer.pk).check_password(PASSWORD)  # unchanged
+
+    @override_settings(LOGIN_FAILURE_RATE_PER_EMAIL="1/m", LOGIN_FAILURE_RATE_PER_IP="100/m")
+    def test_a_429_is_not_replayed_to_a_retry_under_the_same_idempotency_key(self, world, client_for):
+        client = client_for(world.developer)
+        change = {"current_password": PASSWORD, "new_password": "An0ther-long-passphrase"}
+        assert_error(client.post(self.URL, {**change, "current_password": "guess"}), 400, "VALIDATION_ERROR")
+        refused = client.post(self.URL, change, HTTP_IDEMPOTENCY_KEY="pw-1")
+        assert_error(refused, 429, "RATE_LIMIT_EXCEEDED")
+        cache.clear()  # the window has passed
+        retry = client.post(self.URL, change, HTTP_IDEMPOTENCY_KEY="pw-1")
+        assert retry.status_code == 204 and "Idempotent-Replayed" not in retry
 
     def test_it_applies_djangos_password_validators(self, world, client_for):
         client = client_for(world.developer)

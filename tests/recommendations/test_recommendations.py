@@ -205,6 +205,21 @@ class TestIdempotency:
         assert again["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first
         assert Interaction.objects.filter(user_id="u").count() == 1
 
+    def test_a_replayed_refusal_names_the_retrys_request_id(self, world, shop):
+        body = {"interactions": [{"user_id": "u", "item_id": "not-in-the-catalog", "type": "view"}]}
+        first = assert_error(
+            shop.post("/api/v1/interactions", body, HTTP_IDEMPOTENCY_KEY="bad-1"), 400, "VALIDATION_ERROR"
+        )
+        again = shop.post("/api/v1/interactions", body, HTTP_IDEMPOTENCY_KEY="bad-1")
+        replayed = assert_error(again, 400, "VALIDATION_ERROR")  # its request_id is the retry's own
+        assert again["Idempotent-Replayed"] == "true"
+        assert replayed["request_id"] != first["request_id"]
+        assert {**replayed, "request_id": None} == {
+            **first,
+            "request_id": None,
+            "timestamp": replayed["timestamp"],
+        }
+
     def test_the_same_key_with_another_body_is_422(self, world, shop):
         shop.post("/api/v1/items", {"items": [{"id": "z", "title": "Z"}]}, HTTP_IDEMPOTENCY_KEY="k1")
         response = shop.post(
@@ -399,3 +414,25 @@ def test_interactions_are_recorded_while_the_shared_cache_is_down(world, make_ke
     response = client.post("/api/v1/interactions", {"user_id": "u", "item_id": "i1", "type": "view"})
     assert response.status_code == 202
     assert Interaction.objects.filter(tenant=world.tenant, user_id="u").count() == 1
+
+
+def test_the_idempotency_fingerprint_is_keyed_with_the_secret_key(world, settings):
+    # A body may hold a password: its stored fingerprint must not be a plain digest anyone can redo.
+    import hashlib
+    import hmac
+    import json
+
+    from rest_framework.parsers import JSONParser
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from tenants.idempotency import _request_hash
+
+    body = json.dumps({"email": "new@acme.test", "password": "Secret-passphrase-1"}).encode()
+    django_request = APIRequestFactory().post("/api/v1/users", body, content_type="application/json")
+    request = Request(django_request, parsers=[JSONParser()])
+    request.user = world.admin
+    prefix = f"POST /api/v1/users user:{world.admin.pk}\n".encode()
+    assert _request_hash(request) != hashlib.sha256(prefix + body).hexdigest()
+    keyed = hmac.new(settings.SECRET_KEY.encode(), prefix + body, hashlib.sha256).hexdigest()
+    assert _request_hash(request) == keyed
