@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from accounts.serializers import UserSerializer
-from config.serializers import JSONObjectField
+from config.serializers import JSONObjectField, StrictSerializer
 from tenants.models import Tenant
 from usage.limits import tenant_rate_limits
 
@@ -44,8 +44,18 @@ class AdminUserInputSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=512, trim_whitespace=False, write_only=True)
 
 
-class TenantCreateSerializer(TenantSerializer):
+class TenantCreateSerializer(StrictSerializer, TenantSerializer):
+    """Unknown fields are refused, and so is a status other than active: a tenant meant to start
+    suspended must not get working credentials because the field was read-only."""
+
     admin_user = AdminUserInputSerializer(required=False, write_only=True)
+
+    def validate(self, data: dict) -> dict:
+        if isinstance(self.initial_data, dict) and self.initial_data.get("status", "active") != "active":
+            raise serializers.ValidationError(
+                {"status": ["A new tenant is active; suspend it once it is created."]}
+            )
+        return super().validate(data)
 
     class Meta(TenantSerializer.Meta):
         fields = [*TenantSerializer.Meta.fields, "admin_user"]
@@ -62,6 +72,8 @@ class TenantCreatedSerializer(TenantSerializer):
         fields = [*TenantSerializer.Meta.fields, "admin_user"]
 
 
-class TenantUpdateSerializer(TenantSerializer):
+class TenantUpdateSerializer(StrictSerializer, TenantSerializer):
+    """Unknown fields are refused; the read-only ones (id, dates) may come back as read."""
+
     class Meta(TenantSerializer.Meta):
         extra_kwargs = {"slug": {"validators": []}}  # type: ignore[var-annotated]

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status, viewsets
@@ -35,6 +37,14 @@ def _require_for_changes(request: Request, tenant: Tenant, changes: dict) -> Non
         staff_require(request, services.status_change_permission(tenant.status, new_status))
     if changes.get("plan", tenant.plan) != tenant.plan or "rate_limits" in changes:
         staff_require(request, "tenants.change_tenant_plan")
+
+
+def _limits_changed(tenant: Tenant, wanted: dict[str, int | None]) -> dict[str, Any]:
+    """The windows a body really changes. A value equal to the one in force is left as it is: the
+    plan's default, read and sent back (GET then PUT), must not become the tenant's own limit and stay
+    behind when the plan changes. null (back to the plan's default) is always applied."""
+    current = tenant_rate_limits(tenant).as_dict()
+    return {field: value for field, value in wanted.items() if value is None or value != current[field]}
 
 
 def _choice_filter(request: Request, name: str, choices: list[str]) -> str | None:
@@ -102,7 +112,11 @@ class TenantAdminViewSet(viewsets.GenericViewSet):
         tenant = self.get_object()
         body = TenantUpdateSerializer(tenant, data=request.data, partial=partial)
         body.is_valid(raise_exception=True)
-        changes = body.validated_data
+        changes = dict(body.validated_data)
+        if "rate_limits" in changes:
+            limits = _limits_changed(tenant, changes.pop("rate_limits"))
+            if limits:
+                changes["rate_limits"] = limits
         _require_for_changes(request, tenant, changes)
         tenant = services.tenant_update(tenant=tenant, actor=request.user, **changes)  # type: ignore[arg-type]
         return Response(TenantSerializer(tenant).data)
@@ -125,7 +139,10 @@ class TenantAdminViewSet(viewsets.GenericViewSet):
         staff_require(request, "tenants.change_tenant_plan")
         body = RateLimitsSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        return Response(rate_limits_set(tenant=tenant, actor=request.user, **body.validated_data).as_dict())
+        limits = _limits_changed(tenant, body.validated_data)
+        if not limits:
+            return Response(tenant_rate_limits(tenant).as_dict())
+        return Response(rate_limits_set(tenant=tenant, actor=request.user, **limits).as_dict())
 
     @extend_schema(parameters=USAGE_PARAMETERS, responses={200: UsageSummarySerializer})
     @action(detail=True, methods=["get"])

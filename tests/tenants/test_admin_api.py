@@ -133,6 +133,15 @@ class TestCreate:
         )
         assert error["details"] == {"settings": ["Must not nest deeper than 32 levels."]}
 
+    def test_fields_it_would_drop_are_refused(self, world, staff):
+        body = {"name": "Quiet", "slug": "quiet", "plan": "pro"}
+        error = assert_error(staff.post(URL, {**body, "status": "suspended"}), 400, "VALIDATION_ERROR")
+        assert "status" in error["details"]  # else it would be created active, its keys working
+        error = assert_error(staff.post(URL, {**body, "bogus": 1}), 400, "VALIDATION_ERROR")
+        assert "bogus" in error["details"]
+        assert not Tenant.objects.filter(slug="quiet").exists()
+        assert staff.post(URL, {**body, "status": "active"}).status_code == 201
+
 
 class TestDetail:
     def test_it_gets_one(self, world, staff):
@@ -152,6 +161,26 @@ class TestDetail:
         assert response.json()["status"] == "suspended"
         assert response.json()["name"] == "Acme Corp"
         assert_error(staff.put(detail(world.tenant), {"name": "No slug"}), 400, "VALIDATION_ERROR")
+
+    def test_unknown_fields_are_refused_and_what_was_read_may_come_back(self, world, staff):
+        error = assert_error(staff.patch(detail(world.tenant), {"bogus": 1}), 400, "VALIDATION_ERROR")
+        assert "bogus" in error["details"]
+        read = staff.get(detail(world.tenant)).json()
+        assert staff.put(detail(world.tenant), {**read, "name": "Acme Two"}).json()["name"] == "Acme Two"
+
+    def test_limits_read_and_sent_back_stay_the_plans(self, world, staff):
+        read = staff.get(detail(world.tenant)).json()  # the starter plan's defaults
+        assert staff.put(detail(world.tenant), read).status_code == 200
+        url = f"{detail(world.tenant)}/rate-limits"
+        assert staff.put(url, read["rate_limits"]).status_code == 200
+        upgraded = staff.patch(detail(world.tenant), {"plan": "enterprise"}).json()
+        staff.patch(detail(world.other_tenant), {"plan": "enterprise"})
+        enterprise = staff.get(detail(world.other_tenant)).json()["rate_limits"]
+        assert upgraded["rate_limits"] == enterprise != read["rate_limits"]
+        # A real change is still made, and null goes back to the plan's default.
+        changed = staff.put(url, {**enterprise, "requests_per_minute": 7}).json()
+        assert changed["requests_per_minute"] == 7
+        assert staff.put(url, {**changed, "requests_per_minute": None}).json() == enterprise
 
     def test_renaming_onto_a_taken_slug_is_a_conflict(self, world, staff):
         assert_error(staff.patch(detail(world.tenant), {"slug": "globex"}), 409, "CONFLICT")
