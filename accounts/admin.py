@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from accounts.models import User, UserSession
-from accounts.services import LAST_ADMIN, sessions_end_all, user_change_keeps_an_admin
+from accounts.services import LAST_ADMIN, sessions_end_all, tenant_admins_lock, user_change_keeps_an_admin
 from tenants.audit import audit_record, snapshot
 from tenants.models import AuditEntry
 
@@ -30,6 +30,8 @@ class UserEditForm(UserChangeForm):
             return data  # their own errors first
         # The rule of the API's user_update, on the stored user; a move to another tenant takes the
         # admin away from the first one, as a change of role would.
+        # The admin saves in the transaction this runs in: the tenant stays locked until then.
+        tenant_admins_lock(User.objects.get(pk=self.instance.pk).tenant_id)
         stored = User.objects.get(pk=self.instance.pk)
         tenant = data.get("tenant")
         moved = (tenant.pk if tenant is not None else None) != stored.tenant_id

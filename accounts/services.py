@@ -167,20 +167,29 @@ def user_change_keeps_an_admin(*, user: User, role: str | None, is_active: bool 
     return not losing_admin or _other_active_admins(user)
 
 
+def tenant_admins_lock(tenant_id: uuid.UUID | str | None) -> None:
+    """Inside a transaction, before a change that may take an admin away: holds the tenant's row, so
+    that two admins removing each other at once are checked one after the other, and the second sees
+    that the first is gone."""
+    if tenant_id is not None:
+        list(Tenant.objects.select_for_update().filter(pk=tenant_id).values_list("pk", flat=True))
+
+
 def user_update(
     *, user: User, email: str | None = None, role: str | None = None, is_active: bool | None = None
 ) -> User:
-    if not user_change_keeps_an_admin(user=user, role=role, is_active=is_active):
-        raise Conflict(LAST_ADMIN)
-    if email is not None:
-        user.email = email
-    if role is not None:
-        user.role = role
     deactivated = is_active is False and user.is_active
-    if is_active is not None:
-        user.is_active = is_active
     try:
         with transaction.atomic():
+            tenant_admins_lock(user.tenant_id)
+            if not user_change_keeps_an_admin(user=user, role=role, is_active=is_active):
+                raise Conflict(LAST_ADMIN)
+            if email is not None:
+                user.email = email
+            if role is not None:
+                user.role = role
+            if is_active is not None:
+                user.is_active = is_active
             user.save()
             if deactivated:
                 sessions_end_all(user=user, reason="deactivated")

@@ -1,4 +1,8 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+from django.db import connection
 
 from accounts.models import User
 from tests.conftest import PASSWORD, assert_error
@@ -146,3 +150,39 @@ def test_it_needs_credentials(api, world):
 
 def test_wrong_method_is_405(world, client_for):
     assert_error(client_for(world.admin).put(URL, {}), 405, "METHOD_NOT_ALLOWED")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_removing_each_other_at_once_leave_one(world, client_for, monkeypatch):
+    from accounts import services
+
+    second = User.objects.create_user(
+        email="second@acme.test", password=PASSWORD, tenant=world.tenant, role=User.Role.ADMIN
+    )
+    first_client, second_client = client_for(world.admin), client_for(second)
+    # Each request waits at the check for the other (half a second at most): checked at the same
+    # moment, each would see the other still active and both would go.
+    both_there = threading.Barrier(2, timeout=0.5)
+    check = services._other_active_admins
+
+    def at_the_same_moment(user):
+        try:
+            both_there.wait()
+        except threading.BrokenBarrierError:
+            pass
+        return check(user)
+
+    monkeypatch.setattr(services, "_other_active_admins", at_the_same_moment)
+
+    def remove(client, user):
+        try:
+            return client.delete(detail(user)).status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        statuses = sorted(
+            pool.map(lambda job: remove(*job), [(first_client, second), (second_client, world.admin)])
+        )
+    assert statuses == [204, 409]
+    assert User.objects.filter(tenant=world.tenant, role=User.Role.ADMIN, is_active=True).count() == 1
