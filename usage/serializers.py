@@ -1,9 +1,11 @@
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
 from usage.models import Invoice
+from usage.services import raw_retention_start
 
 MAX_SPAN = timedelta(days=366)
 MAX_HOURLY_SPAN = timedelta(days=31)
@@ -19,15 +21,19 @@ class UsageQuerySerializer(serializers.Serializer):
     granularity = serializers.ChoiceField(choices=["hour", "day"], default="day")
 
     def validate(self, data: dict) -> dict:
-        start = data.get("start") or timezone.now().astimezone(UTC).replace(
-            day=1, hour=0, minute=0, second=0, microsecond=0
-        )
-        start = start.astimezone(UTC)
         for name in ("start", "end"):
             if name in data and not EARLIEST <= data[name] < LATEST:
                 raise serializers.ValidationError(
                     {name: [f"Must be from the year {EARLIEST.year} to before the year {LATEST.year}."]}
                 )
+        if "start" in data:
+            start = data["start"].astimezone(UTC)
+        else:
+            # The calendar month: this one, or with only `end`, the one that `end` closes.
+            anchor = (
+                data["end"].astimezone(UTC) - timedelta(microseconds=1) if "end" in data else timezone.now()
+            )
+            start = anchor.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         if "end" in data:
             end = data["end"].astimezone(UTC)
         else:
@@ -38,6 +44,16 @@ class UsageQuerySerializer(serializers.Serializer):
             raise serializers.ValidationError({"end": ["The period may span at most 366 days."]})
         if data["granularity"] == "hour" and end - start > MAX_HOURLY_SPAN:
             raise serializers.ValidationError({"granularity": ["Hourly series may span at most 31 days."]})
+        kept_from = raw_retention_start()
+        if start < kept_from:
+            raise serializers.ValidationError(
+                {
+                    "start": [
+                        f"Usage is kept request by request for {settings.USAGE_RAW_RETENTION_DAYS} days: "
+                        f"from {kept_from:%Y-%m-%d}. Earlier months are in /api/v1/usage/invoices."
+                    ]
+                }
+            )
         return {"start": start, "end": end, "granularity": data["granularity"]}
 
 

@@ -605,6 +605,12 @@ def raw_retention_cutoff() -> datetime:
     return timezone.now() - timedelta(days=settings.USAGE_RAW_RETENTION_DAYS)
 
 
+def raw_retention_start() -> datetime:
+    """From when every request is still there row by row: the retention prunes whole days (months on
+    PostgreSQL) before the cutoff, never part of the cutoff's own day."""
+    return _midnight(raw_retention_cutoff().date())
+
+
 def usage_partitions_ensure(*, months_ahead: int = 2) -> list[str]:
     """Creates the monthly partitions of usage_logs from this month to `months_ahead` on (PostgreSQL)."""
     if connection.vendor != "postgresql":

@@ -162,13 +162,35 @@ class TestUsageEndpoint:
     def test_a_period_without_usage_is_all_zeros(self, world, client_for, make_key, probe):
         _, secret = make_key()
         key_client(secret).get(probe)
-        body = client_for(world.admin).get(URL, {"start": "2020-01-01", "end": "2020-01-03"}).json()
+        first = timezone.now().date() - timedelta(days=10)
+        period = {"start": f"{first}", "end": f"{first + timedelta(days=2)}"}
+        body = client_for(world.admin).get(URL, period).json()
         assert body["totals"] == {"requests": 0, "errors": 0, "rate_limited": 0}
         assert body["by_endpoint"] == []
         assert body["series"] == [
-            {"bucket": "2020-01-01T00:00:00Z", "requests": 0, "errors": 0},
-            {"bucket": "2020-01-02T00:00:00Z", "requests": 0, "errors": 0},
+            {"bucket": f"{first}T00:00:00Z", "requests": 0, "errors": 0},
+            {"bucket": f"{first + timedelta(days=1)}T00:00:00Z", "requests": 0, "errors": 0},
         ]
+
+    def test_a_period_older_than_the_rows_kept_is_refused_not_zero(self, world, client_for, settings):
+        settings.USAGE_RAW_RETENTION_DAYS = 30
+        client = client_for(world.admin)
+        kept_from = timezone.now().date() - timedelta(days=30)
+        error = assert_error(
+            client.get(URL, {"start": f"{kept_from - timedelta(days=1)}"}), 400, "VALIDATION_ERROR"
+        )
+        assert error["details"]["start"] == [
+            f"Usage is kept request by request for 30 days: from {kept_from}. "
+            "Earlier months are in /api/v1/usage/invoices."
+        ]
+        assert client.get(URL, {"start": f"{kept_from}"}).status_code == 200
+
+    def test_only_an_end_means_the_month_it_closes(self, world, client_for):
+        end = (timezone.now() + timedelta(days=40)).strftime("%Y-%m-01")
+        body = client_for(world.admin).get(URL, {"end": end}).json()
+        start = datetime.fromisoformat(body["period"]["start"].replace("Z", "+00:00"))
+        assert body["period"]["end"] == f"{end}T00:00:00Z"
+        assert start.day == 1 and 28 <= (datetime.fromisoformat(f"{end}T00:00:00+00:00") - start).days <= 31
 
     @pytest.mark.parametrize(
         ("params", "field"),
@@ -216,9 +238,11 @@ class TestUsageEndpoint:
 
 def test_iso_dates_and_times_are_both_accepted(world, client_for):
     client = client_for(world.admin)
-    body = client.get(URL, {"start": "2026-03-01T06:00:00Z", "end": "2026-03-02"}).json()
-    assert body["period"] == {"start": "2026-03-01T06:00:00Z", "end": "2026-03-02T00:00:00Z"}
-    assert body["series"][0]["bucket"] == "2026-03-01T00:00:00Z"
+    day = timezone.now().date() - timedelta(days=20)
+    following = day + timedelta(days=1)
+    body = client.get(URL, {"start": f"{day}T06:00:00Z", "end": f"{following}"}).json()
+    assert body["period"] == {"start": f"{day}T06:00:00Z", "end": f"{following}T00:00:00Z"}
+    assert body["series"][0]["bucket"] == f"{day}T00:00:00Z"
     assert datetime.fromisoformat(body["series"][-1]["bucket"].replace("Z", "+00:00")) < datetime(
-        2026, 3, 2, tzinfo=UTC
+        following.year, following.month, following.day, tzinfo=UTC
     )
