@@ -1,9 +1,44 @@
 import os
+import shutil
+from pathlib import Path
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("recommender")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def _metrics_directory_clear() -> None:
+    """A worker that serves its metrics starts its multiprocess directory afresh (its own, not the
+    API's), before any metric is made (the project's modules load after this one), as gunicorn does
+    for the API's."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if os.environ.get("CELERY_METRICS_PORT") and directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        Path(directory).mkdir(parents=True, exist_ok=True)
+
+
+_metrics_directory_clear()
+
+
+@worker_ready.connect
+def _metrics_serve(**kwargs: Any) -> None:
+    """With CELERY_METRICS_PORT, the worker serves Prometheus text there: the usage flushes, the
+    rollups and billing run here, not in the API, so its /metrics cannot show them. With
+    PROMETHEUS_MULTIPROC_DIR the pool's processes are added up, as the API's gunicorn workers are."""
+    port = os.environ.get("CELERY_METRICS_PORT")
+    if not port:
+        return
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    start_http_server(int(port), addr=os.environ.get("CELERY_METRICS_ADDR", "0.0.0.0"), registry=registry)  # nosec B104

@@ -1,9 +1,11 @@
-"""Usage with a real Celery worker process: exact counts under concurrent load, and a worker killed
-with SIGKILL in the middle of a flush losing and doubling nothing."""
+"""Usage with a real Celery worker process: exact counts under concurrent load, a worker killed with
+SIGKILL in the middle of a flush losing and doubling nothing, and the worker's own metrics."""
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +21,7 @@ from django.conf import settings
 
 from apikeys.services import api_key_create
 from tests.live import database_url_of_tests
+from tests.usage.factories import event
 from usage import events
 from usage.models import UsageLog
 
@@ -206,3 +209,32 @@ def test_counts_are_exact_after_concurrent_load_from_several_tenants(world, work
     assert totals("acme") == {"requests": 150, "errors": 60, "rate_limited": 0}
     assert totals("globex") == {"requests": 125, "errors": 5, "rate_limited": 0}
     assert UsageLog.objects.values("event_id").distinct().count() == UsageLog.objects.count()
+
+
+def test_the_worker_serves_the_metrics_of_its_flushes(world, worker, tmp_path):
+    # The flushes run in the worker, not in the API: its own /metrics is where they show.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    flusher = worker()
+    flusher.env.update(
+        CELERY_METRICS_PORT=str(port),
+        CELERY_METRICS_ADDR="127.0.0.1",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "worker-metrics"),
+    )
+    flusher.start()
+    for _ in range(3):
+        events.usage_event_record(event(world.tenant))
+
+    def flushed() -> float:
+        try:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except requests.ConnectionError:
+            return -1
+        match = re.search(r"^usage_events_flushed_total (\S+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else 0
+
+    assert _wait_for(lambda: flushed() >= 0, every=0.2), "the worker serves no metrics"
+    flusher.flush()
+    assert _wait_for(lambda: flushed() == 3, every=0.2), f"flushed {flushed()}"
+    assert UsageLog.objects.filter(tenant=world.tenant).count() == 3
