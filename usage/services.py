@@ -630,8 +630,9 @@ def usage_partitions_ensure(*, months_ahead: int = 2) -> list[str]:
 
 
 def usage_partitions_prune() -> list[str]:
-    """Drops raw usage older than the retention period, whole partitions at a time on PostgreSQL,
-    after rolling their days up once more."""
+    """Drops raw usage older than the retention period (its days were rolled up on the days after
+    them), whole partitions at a time on PostgreSQL; what the default partition caught (a month whose
+    partition was missing) row by row."""
     cutoff = raw_retention_cutoff()
     if connection.vendor != "postgresql":
         # Whole days, as rollups count them: the cutoff's own day stays complete.
@@ -656,4 +657,6 @@ def usage_partitions_prune() -> list[str]:
             cursor.execute(f"ALTER TABLE usage_logs DETACH PARTITION {name}")
             cursor.execute(f"DROP TABLE {name}")
         dropped.append(name)
+    with connection.cursor() as cursor:
+        cursor.execute('DELETE FROM usage_logs_default WHERE "timestamp" < %s', [_midnight(cutoff.date())])
     return dropped

@@ -373,6 +373,17 @@ class TestPartitions:
         if connection.vendor == "postgresql":
             assert dropped == [f"usage_logs_p{old:%Y_%m}"]
 
+    @pytest.mark.skipif("connection.vendor != 'postgresql'")
+    def test_old_rows_the_default_partition_caught_are_dropped_too(self, world, settings):
+        settings.USAGE_RAW_RETENTION_DAYS = 90
+        # No partition for a month 300 days back: its row lands in the default one.
+        old, recent = timezone.now() - timedelta(days=300), timezone.now() - timedelta(days=1)
+        events.usage_rows_insert([event(world.tenant, old), event(world.tenant, recent)])
+        services.usage_partitions_prune()
+        assert list(UsageLog.objects.values_list("timestamp", flat=True)) == [
+            datetime.fromisoformat(recent.isoformat())
+        ]
+
     def test_the_day_of_the_retention_cutoff_stays_whole_for_its_rollup(self, world, settings):
         settings.USAGE_RAW_RETENTION_DAYS = 90
         cutoff = services.raw_retention_cutoff()
