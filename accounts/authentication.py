@@ -52,13 +52,12 @@ class JWTAuthentication(simplejwt.JWTAuthentication):
         tenant = user.tenant
         request._request.tenant = tenant
         request._request.auth_session_id = session.id
+        tenant_access_check(tenant)
         if tenant is not None:
-            # Before the tenant's status: a suspended tenant's refusals count against its limits too.
             rate_limit_request(
                 request._request,
                 tenant_id=str(tenant.id),
                 plan=tenant.plan,
                 limits=tenant_rate_limits(tenant),
             )
-        tenant_access_check(tenant)
         return user, token

@@ -16,7 +16,6 @@ from apikeys.models import KEY_PREFIX, key_digest
 from apikeys.services import CachedKey, api_key_refresh, api_key_resolve
 from apikeys.tasks import api_key_touch
 from config.http import bearer_credential
-from tenants.models import Tenant
 from usage.ratelimit import StaleGeneration, rate_limit_request
 
 logger = logging.getLogger(__name__)
@@ -105,18 +104,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         request._request.api_key = None  # a refusal after a stale remembered key carries no key
         if entry is None or not hmac.compare_digest(entry.key_hash, digest):
             raise exceptions.AuthenticationFailed(INVALID_KEY)
+        if not entry.is_usable(timezone.now()):
+            # A known tenant's revoked or expired key: refused, and metered as such.
+            request._request.tenant = entry.tenant
+            raise exceptions.AuthenticationFailed(INVALID_KEY)
         request._request.tenant = entry.tenant
-        usable = entry.is_usable(timezone.now())
-        if not usable or entry.tenant.status != Tenant.Status.ACTIVE:
-            # A known tenant's revoked or expired key, or a suspended or cancelled tenant's: refused,
-            # and like any request made with the tenant's credential metered and rate-limited.
-            rate_limit_request(
-                request._request, tenant_id=entry.tenant_id, plan=entry.tenant_plan, limits=entry.limits
-            )
-            if not usable:
-                raise exceptions.AuthenticationFailed(INVALID_KEY)
-            tenant_access_check(entry.tenant)
         request._request.api_key = entry
+        tenant_access_check(request._request.tenant)
         return entry
 
     def authenticate_header(self, request: Request) -> str:
