@@ -38,8 +38,13 @@ class UpstreamError(Exception):
 
 
 class UpstreamRejected(UpstreamError):
-    """The service answered that our request is wrong (a 4xx): it is up, and asking again will not
-    help, so this neither counts against its breaker nor is retried."""
+    """The service answered that our request itself is wrong (REJECTED): it is up, and asking again
+    will not help, so this neither counts against its breaker nor is retried."""
+
+
+# The answers that refuse the request for what it is. Any other 4xx (a 429 or 408: busy; a 401 or
+# 403: our credentials) may pass: a failure, retried later by the tasks that can wait.
+REJECTED = frozenset({400, 404, 405, 409, 410, 413, 415, 422})
 
 
 # An answer larger than this is nonsense, whatever it says.
@@ -97,7 +102,8 @@ class ServiceClient:
 
     def post(self, path: str, payload: dict) -> Any:
         """POSTs JSON and returns the decoded JSON answer (None for an empty one), or raises
-        UpstreamError. A connection error or a 5xx is retried; a timeout, a 4xx or nonsense is not."""
+        UpstreamError. A connection error or a 5xx is retried at once; a timeout, a 4xx or nonsense
+        is not (UpstreamRejected for the 4xx that refuse the request itself)."""
         if not self.breaker.allow():
             upstream_calls_total.labels(self.name, "breaker_open").inc()
             raise UpstreamError(f"{self.name}: circuit open")
@@ -124,11 +130,15 @@ class ServiceClient:
                 if status >= 500:
                     upstream_calls_total.labels(self.name, "server_error").inc()
                     last_error = f"status {status}"
-                elif status >= 400:
+                elif status in REJECTED:
                     upstream_calls_total.labels(self.name, "client_error").inc()
                     self.breaker.record(True)  # it answered: it is up
                     logger.warning("%s refused the call to %s: status %s", self.name, path, status)
                     raise UpstreamRejected(f"{self.name}: status {status}")
+                elif status >= 400:
+                    upstream_calls_total.labels(self.name, "client_error").inc()
+                    last_error = f"status {status}"
+                    break  # busy or not letting us in: not at once again
                 else:
                     try:
                         body = json.loads(content) if content.strip() else None

@@ -29,6 +29,8 @@ class FakeService:
             return 500, b'{"detail": "boom"}'
         if self.mode == "bad_request":
             return 422, b'{"detail": "no"}'
+        if self.mode == "busy":
+            return 429, b'{"detail": "slow down"}'
         if self.mode == "malformed":
             return 200, b"<html>not json</html>"
         if self.mode == "empty":

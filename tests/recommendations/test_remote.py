@@ -367,6 +367,21 @@ def test_a_pipeline_answer_that_is_empty_or_a_refusal_is_not_sent_again(world, s
     remote.clients_reset()
 
 
+@pytest.mark.parametrize("mode", ["busy", "error"])
+def test_a_busy_or_failing_pipeline_is_tried_again_later(world, settings, mode):
+    from recommendations.tasks import pipeline_forward
+
+    with fake_service() as pipeline:
+        settings.DATA_PIPELINE_URL = pipeline.url
+        settings.UPSTREAM_RETRIES = 0
+        remote.clients_reset()
+        pipeline.mode = mode  # 429 or 500: the copy is not refused, only not taken yet
+        with pytest.raises(Retry):
+            pipeline_forward.apply(args=(str(world.tenant.id), "items", [{"id": "a"}]), throw=True)
+        assert remote.service_client("data_pipeline").breaker.failures == 1
+    remote.clients_reset()
+
+
 def test_without_any_engine_answer_it_is_503(world, tenant_client, ml_engine, monkeypatch):
     from django.db import OperationalError
 
