@@ -31,7 +31,7 @@ class UserEditForm(UserChangeForm):
         # The rule of the API's user_update, on the stored user; a move to another tenant takes the
         # admin away from the first one, as a change of role would.
         # The admin saves in the transaction this runs in: the tenant stays locked until then.
-        tenant_admins_lock(User.objects.get(pk=self.instance.pk).tenant_id)
+        tenant_admins_lock(self.instance.tenant_id)
         stored = User.objects.get(pk=self.instance.pk)
         tenant = data.get("tenant")
         moved = (tenant.pk if tenant is not None else None) != stored.tenant_id

@@ -172,7 +172,8 @@ def tenant_admins_lock(tenant_id: uuid.UUID | str | None) -> None:
     that two admins removing each other at once are checked one after the other, and the second sees
     that the first is gone."""
     if tenant_id is not None:
-        list(Tenant.objects.select_for_update().filter(pk=tenant_id).values_list("pk", flat=True))
+        # FOR NO KEY UPDATE: the tenant's other writes (rows that refer to it) are not held up.
+        list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).values_list("pk", flat=True))
 
 
 def user_update(

@@ -1,7 +1,7 @@
 """Slows down password guessing: failed logins are counted per email and per client address.
 
 Each attempt takes its place in both counts before the password is checked (one atomic increment in
-the shared cache), and gives it back if the password was right. So a burst of guesses sent at once is
+the shared cache), and gives it back unless the password was wrong. So a burst of guesses sent at once is
 refused past the limit like guesses sent one after the other, while good logins never count."""
 
 import hashlib
@@ -52,7 +52,7 @@ def _counters(request: HttpRequest, email: str) -> list[Counter]:
 
 def login_attempt_begin(*, request: HttpRequest, email: str) -> list[Counter]:
     """Counts the attempt, or refuses it (429, counting nothing) when either count is full. Returns what
-    to give back with login_attempt_succeeded."""
+    to give back with login_attempt_give_back."""
     taken: list[Counter] = []
     try:
         for counter in _counters(request, email):
@@ -77,8 +77,9 @@ def login_attempt_begin(*, request: HttpRequest, email: str) -> list[Counter]:
     return taken
 
 
-def login_attempt_succeeded(counters: list[Counter]) -> None:
-    """A right password is not a failure: its places go back."""
+def login_attempt_give_back(counters: list[Counter]) -> None:
+    """An attempt that did not fail (the password was right, or never checked: the database was
+    down) gives its places back."""
     _give_back(counters)
 
 

@@ -24,7 +24,7 @@ from accounts.serializers import (
     UserSerializer,
     UserUpdateSerializer,
 )
-from accounts.throttling import login_attempt_begin, login_attempt_succeeded
+from accounts.throttling import login_attempt_begin, login_attempt_give_back
 from config.http import client_ip
 from tenants.idempotency import IdempotentPostMixin
 from tenants.scoping import TenantScopedViewSet
@@ -57,10 +57,14 @@ class LoginView(APIView):
         body.is_valid(raise_exception=True)
         email, password = body.validated_data["email"], body.validated_data["password"]
         counted = login_attempt_begin(request=request, email=email)
-        user = authenticate(request, username=email, password=password)
+        try:
+            user = authenticate(request, username=email, password=password)
+        except Exception:
+            login_attempt_give_back(counted)  # not a wrong password: the check itself failed
+            raise
         if user is None:
             raise exceptions.AuthenticationFailed(INVALID_LOGIN)
-        login_attempt_succeeded(counted)
+        login_attempt_give_back(counted)
         services.tenant_access_check(user.tenant)
         session, pair = services.session_start(
             user=user, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
@@ -131,11 +135,12 @@ class PasswordChangeView(UserSessionRequiredMixin, APIView):  # type: ignore[mis
                 new_password=body.validated_data["new_password"],
                 session_id=request.auth_session_id,
             )
-        except exceptions.ValidationError as error:
-            if "current_password" not in error.detail:
-                login_attempt_succeeded(counted)
+        except Exception as error:
+            wrong = isinstance(error, exceptions.ValidationError) and "current_password" in error.detail
+            if not wrong:
+                login_attempt_give_back(counted)
             raise
-        login_attempt_succeeded(counted)
+        login_attempt_give_back(counted)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

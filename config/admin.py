@@ -35,7 +35,7 @@ class ConsoleSite(admin.AdminSite):
     def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         """The console's login counts failures as the API's does (accounts.throttling): staff accounts
         are the ones most worth guessing."""
-        from accounts.throttling import login_attempt_begin, login_attempt_succeeded
+        from accounts.throttling import login_attempt_begin, login_attempt_give_back
 
         if request.method != "POST":
             return super().login(request, extra_context)
@@ -50,9 +50,13 @@ class ConsoleSite(admin.AdminSite):
             )
             response["Retry-After"] = str(max(1, math.ceil(refused.wait or 1)))
             return response
-        response = super().login(request, extra_context)
+        try:
+            response = super().login(request, extra_context)
+        except Exception:
+            login_attempt_give_back(counted)  # not a wrong password: the check itself failed
+            raise
         if response.status_code == 302 and request.user.is_authenticated:
-            login_attempt_succeeded(counted)
+            login_attempt_give_back(counted)
         return response
 
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:

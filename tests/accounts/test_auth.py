@@ -129,6 +129,18 @@ class TestLogin:
         login(api, "admin@acme.test", "wrong-password")
         assert_error(login(api, "admin@acme.test"), 429, "RATE_LIMIT_EXCEEDED")
 
+    @override_settings(LOGIN_FAILURE_RATE_PER_EMAIL="1/m", LOGIN_FAILURE_RATE_PER_IP="100/m")
+    def test_an_attempt_whose_check_failed_does_not_count(self, api, world, monkeypatch):
+        from django.db import OperationalError
+
+        def database_down(*args, **kwargs):
+            raise OperationalError("connection refused")
+
+        monkeypatch.setattr("accounts.views.authenticate", database_down)
+        assert_error(login(api, "admin@acme.test"), 503, "UPSTREAM_UNAVAILABLE")
+        monkeypatch.undo()
+        assert login(api, "admin@acme.test").status_code == 200  # not a 429: nothing failed to count
+
     @override_settings(LOGIN_FAILURE_RATE_PER_EMAIL="3/m", LOGIN_FAILURE_RATE_PER_IP="100/m")
     def test_the_consoles_login_counts_failures_too(self, world, client):
         def console_login(password):

@@ -42,6 +42,11 @@ def test_ensure_superuser_refuses_a_weak_password(db):
     with pytest.raises(CommandError, match="FIRST_SUPERUSER_PASSWORD is refused"):
         call_command("ensure_superuser", stdout=StringIO())
     assert not User.objects.filter(email="ops@example.com").exists()
+    # Once the user exists the password is not used, so a deployment starting again is not stopped.
+    User.objects.create_superuser(email="ops@example.com", password="Real-pass-from-env-42")
+    out = StringIO()
+    call_command("ensure_superuser", stdout=out)
+    assert "already exists" in out.getvalue()
 
 
 def test_sessions_prune_drops_old_ended_and_expired_sessions(world):

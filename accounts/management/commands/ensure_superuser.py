@@ -19,6 +19,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         email = settings.FIRST_SUPERUSER_EMAIL or DEV_EMAIL
+        if User.objects.filter(email=email.lower()).exists():
+            # Nothing is created, so nothing is checked: a deployment that starts again is not stopped.
+            self.stdout.write(f"Staff superuser {email} already exists; left as it is.")
+            return
         password = settings.FIRST_SUPERUSER_PASSWORD
         development_default = not password
         if development_default:
@@ -32,9 +36,6 @@ class Command(BaseCommand):
                 password_validation.validate_password(password, User(email=email))
             except ValidationError as exc:
                 raise CommandError("FIRST_SUPERUSER_PASSWORD is refused: " + " ".join(exc.messages)) from exc
-        if User.objects.filter(email=email.lower()).exists():
-            self.stdout.write(f"Staff superuser {email} already exists; left as it is.")
-            return
         User.objects.create_superuser(email=email, password=password)
         if development_default:
             self.stdout.write(
