@@ -17,7 +17,7 @@ from tenants.serializers import (
     TenantSerializer,
     TenantUpdateSerializer,
 )
-from usage.limits import tenant_rate_limits
+from usage.limits import plan_rate_limits, tenant_rate_limits
 from usage.serializers import InvoiceSerializer, UsageSummarySerializer
 from usage.services import rate_limits_set
 from usage.views import USAGE_PARAMETERS, invoices_answer, usage_answer
@@ -39,12 +39,19 @@ def _require_for_changes(request: Request, tenant: Tenant, changes: dict) -> Non
         staff_require(request, "tenants.change_tenant_plan")
 
 
-def _limits_changed(tenant: Tenant, wanted: dict[str, int | None]) -> dict[str, Any]:
-    """The windows a body really changes. A value equal to the one in force is left as it is: the
-    plan's default, read and sent back (GET then PUT), must not become the tenant's own limit and stay
-    behind when the plan changes. null (back to the plan's default) is always applied."""
+def _limits_changed(tenant: Tenant, wanted: dict[str, int | None], plan: str | None = None) -> dict[str, Any]:
+    """The windows a body really changes, as rate_limits_set takes them. A value equal to the one in
+    force is left as it is: read and sent back (GET then PUT), the plan's default must not become
+    the tenant's own limit and stay behind when the plan changes, in this request or later. A value
+    equal to the default of the plan the tenant will be on is that default (null): not pinned."""
     current = tenant_rate_limits(tenant).as_dict()
-    return {field: value for field, value in wanted.items() if value is None or value != current[field]}
+    defaults = plan_rate_limits(plan or tenant.plan).as_dict()
+    changed: dict[str, Any] = {}
+    for field, value in wanted.items():
+        if value is not None and value == current[field]:
+            continue
+        changed[field] = None if value == defaults[field] else value
+    return changed
 
 
 def _choice_filter(request: Request, name: str, choices: list[str]) -> str | None:
@@ -114,7 +121,7 @@ class TenantAdminViewSet(viewsets.GenericViewSet):
         body.is_valid(raise_exception=True)
         changes = dict(body.validated_data)
         if "rate_limits" in changes:
-            limits = _limits_changed(tenant, changes.pop("rate_limits"))
+            limits = _limits_changed(tenant, changes.pop("rate_limits"), plan=changes.get("plan"))
             if limits:
                 changes["rate_limits"] = limits
         _require_for_changes(request, tenant, changes)

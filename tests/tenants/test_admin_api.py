@@ -182,6 +182,15 @@ class TestDetail:
         assert changed["requests_per_minute"] == 7
         assert staff.put(url, {**changed, "requests_per_minute": None}).json() == enterprise
 
+    def test_a_plans_default_sent_with_the_plan_is_not_pinned(self, world, staff):
+        url = f"{detail(world.tenant)}/rate-limits"
+        staff.put(url, {"requests_per_minute": 7, "requests_per_hour": None, "requests_per_day": None})
+        pro = staff.get(detail(world.other_tenant)).json()["rate_limits"]  # globex is on pro
+        moved = staff.patch(detail(world.tenant), {"plan": "pro", "rate_limits": pro}).json()
+        assert moved["rate_limits"] == pro
+        back = staff.patch(detail(world.tenant), {"plan": "starter"}).json()
+        assert back["rate_limits"]["requests_per_minute"] == 1000  # starter's: neither 7 nor pro's
+
     def test_renaming_onto_a_taken_slug_is_a_conflict(self, world, staff):
         assert_error(staff.patch(detail(world.tenant), {"slug": "globex"}), 409, "CONFLICT")
         assert_error(staff.patch(detail(world.tenant), {"slug": "GloBex"}), 409, "CONFLICT")
