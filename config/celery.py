@@ -1,5 +1,6 @@
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ app.autodiscover_tasks()
 def _metrics_directory_clear() -> None:
     """A worker that serves its metrics starts its multiprocess directory afresh (its own, not the
     API's), before any metric is made (the project's modules load after this one), as gunicorn does
-    for the API's."""
+    for the API's. Only `celery worker` itself: a shell or `celery inspect` beside a running worker
+    (same environment) must not delete the files its pool is writing."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if os.environ.get("CELERY_METRICS_PORT") and directory:
+    if os.environ.get("CELERY_METRICS_PORT") and directory and "worker" in sys.argv[1:]:
         shutil.rmtree(directory, ignore_errors=True)
         Path(directory).mkdir(parents=True, exist_ok=True)
 
