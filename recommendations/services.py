@@ -159,8 +159,9 @@ def _content(values: dict) -> bytes:
     )
 
 
-# What the engine computes an embedding from; an item's own embedding, once cleared, is asked for too.
-EMBEDDED_FIELDS = frozenset({"title", "description", "categories", "embedding"})
+# What an item's content vector is made of: a change to any rebuilds it, and asks the ML engine for a
+# new embedding when the item has none of its own.
+CONTENT_FIELDS = frozenset({"title", "description", "categories", "embedding"})
 
 
 def _after_write(tenant_id: str, kind: str, records: list[dict]) -> None:
@@ -174,7 +175,7 @@ def _after_write(tenant_id: str, kind: str, records: list[dict]) -> None:
             unembedded = [
                 record["id"]
                 for record in records
-                if record.get("embedding") is None and EMBEDDED_FIELDS & record.keys()
+                if record.get("embedding") is None and CONTENT_FIELDS & record.keys()
             ]
             if settings.ML_ENGINE_URL and unembedded:
                 _follow_up(tasks.items_embed, tenant_id, unembedded)
@@ -229,7 +230,7 @@ def items_upsert(*, tenant: Tenant, items: list[dict]) -> tuple[int, int]:
 def item_update(*, item: Item, **fields: object) -> Item:
     for name, value in fields.items():
         setattr(item, name, value)
-    if {"title", "description", "categories", "embedding"} & fields.keys():
+    if CONTENT_FIELDS & fields.keys():
         item.content_vector = _content(
             {
                 "title": item.title,

@@ -293,7 +293,7 @@ def rate_limit_request(
     request.rate_limit = decision if enabled else None  # type: ignore[attr-defined]
     request.tenant_marks = decision.marks if decision is not None else None  # type: ignore[attr-defined]
     if decision is not None and not decision.allowed:
-        refused = next(window for window in decision.windows if window.name == decision.refused_window)
+        refused = decision.tightest
         retry_after = max(1, math.ceil(decision.retry_after))
         raise RateLimitExceeded(
             wait=decision.retry_after,

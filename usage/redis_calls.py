@@ -7,7 +7,7 @@ import weakref
 from typing import Any
 
 import redis
-from redis.connection import ConnectionPool
+from redis.connection import AbstractConnection, ConnectionPool
 
 _held = threading.local()
 
@@ -29,7 +29,7 @@ def redis_call(client: redis.Redis, *args: Any) -> Any:
         raise
 
 
-def _connection(pool: ConnectionPool) -> Any:
+def _connection(pool: ConnectionPool) -> AbstractConnection:
     """This thread's connection of the pool's kind, made on first use (again in a forked child, which
     must not write on its parent's socket), and ready to send: one the server closed, or that holds
     unread data, is reconnected first, as the pool does at checkout."""

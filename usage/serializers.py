@@ -15,7 +15,9 @@ EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo
 
 class UsageQuerySerializer(serializers.Serializer):
     start = serializers.DateTimeField(
-        required=False, help_text="Default: the start of the current month (UTC)."
+        required=False,
+        help_text="Default: the start of the current month (UTC), or with only `end`, of the month `end` "
+        "closes; not earlier than the first day whose requests are still kept (USAGE_RAW_RETENTION_DAYS).",
     )
     end = serializers.DateTimeField(required=False, help_text="Default: one calendar month after `start`.")
     granularity = serializers.ChoiceField(choices=["hour", "day"], default="day")
@@ -45,6 +47,8 @@ class UsageQuerySerializer(serializers.Serializer):
         if data["granularity"] == "hour" and end - start > MAX_HOURLY_SPAN:
             raise serializers.ValidationError({"granularity": ["Hourly series may span at most 31 days."]})
         kept_from = raw_retention_start()
+        if "start" not in data and start < kept_from < end:
+            start = kept_from  # the month asked for by default, from the first day still kept
         if start < kept_from:
             raise serializers.ValidationError(
                 {

@@ -11,7 +11,12 @@ from usage.serializers import InvoiceSerializer, UsageQuerySerializer, UsageSumm
 from usage.services import usage_summary
 
 USAGE_PARAMETERS = [
-    OpenApiParameter("start", str, description="ISO 8601 date or time (UTC); default: start of this month"),
+    OpenApiParameter(
+        "start",
+        str,
+        description="ISO 8601 date or time (UTC); default: start of this month, or with only `end` of "
+        "the month `end` closes, not before the first day whose requests are kept",
+    ),
     OpenApiParameter(
         "end", str, description="ISO 8601 date or time (UTC), exclusive; default: a month after start"
     ),

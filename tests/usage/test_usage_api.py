@@ -184,6 +184,11 @@ class TestUsageEndpoint:
             "Earlier months are in /api/v1/usage/invoices."
         ]
         assert client.get(URL, {"start": f"{kept_from}"}).status_code == 200
+        # Asked for by default, this month starts where the rows kept start, if that is later.
+        settings.USAGE_RAW_RETENTION_DAYS = 1
+        today = timezone.now().date()
+        expected = max(today.replace(day=1), today - timedelta(days=1))
+        assert client.get(URL).json()["period"]["start"] == f"{expected}T00:00:00Z"
 
     def test_only_an_end_means_the_month_it_closes(self, world, client_for):
         end = (timezone.now() + timedelta(days=40)).strftime("%Y-%m-01")
