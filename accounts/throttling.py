@@ -60,7 +60,7 @@ def login_attempt_begin(*, request: HttpRequest, email: str) -> list[Counter]:
             count = cache.incr(counter.key)
             taken.append(counter)
             if count > counter.limit:
-                _give_back(taken)
+                login_attempt_give_back(taken)
                 wait = max(1, math.ceil(counter.seconds_left))
                 raise RateLimitExceeded(
                     wait=counter.seconds_left,
@@ -72,18 +72,14 @@ def login_attempt_begin(*, request: HttpRequest, email: str) -> list[Counter]:
     except Exception:
         # The throttle must not lock everyone out when its cache is down: log it and let the login through.
         logger.warning("Login throttle unavailable (cache error)", exc_info=True)
-        _give_back(taken)
+        login_attempt_give_back(taken)
         return []
     return taken
 
 
 def login_attempt_give_back(counters: list[Counter]) -> None:
     """An attempt that did not fail (the password was right, or never checked: the database was
-    down) gives its places back."""
-    _give_back(counters)
-
-
-def _give_back(counters: list[Counter]) -> None:
+    down, or the attempt was refused) gives its places back."""
     for counter in counters:
         try:
             cache.decr(counter.key)
