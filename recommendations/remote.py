@@ -37,6 +37,10 @@ class UpstreamError(Exception):
     """The service did not give a usable answer (down, slow, failing, breaker open, or nonsense)."""
 
 
+class CircuitOpen(UpstreamError):
+    """Not even tried: the service failed too often lately (logged once, when its breaker opened)."""
+
+
 class UpstreamRejected(UpstreamError):
     """The service answered that our request itself is wrong (REJECTED): it is up, and asking again
     will not help, so this neither counts against its breaker nor is retried."""
@@ -106,7 +110,7 @@ class ServiceClient:
         is not (UpstreamRejected for the 4xx that refuse the request itself)."""
         if not self.breaker.allow():
             upstream_calls_total.labels(self.name, "breaker_open").inc()
-            raise UpstreamError(f"{self.name}: circuit open")
+            raise CircuitOpen(f"{self.name}: circuit open")
         headers = {"X-Request-ID": request_id_var.get() or "", "Accept": "application/json"}
         last_error = "no attempt"
         for attempt in range(self.retries + 1):
@@ -151,8 +155,16 @@ class ServiceClient:
                     return body
             if attempt < self.retries:
                 time.sleep(0.05 * (attempt + 1))
+        was_open = self.breaker.opened_at is not None
         self.breaker.record(False)
         logger.warning("%s call to %s failed: %s", self.name, path, last_error)
+        if not was_open and self.breaker.opened_at is not None:
+            logger.warning(
+                "%s failed %d times in a row: no calls for %.0f s (circuit open)",
+                self.name,
+                self.breaker.failures,
+                self.breaker.cooldown,
+            )
         raise UpstreamError(f"{self.name}: {last_error}")
 
     def _exchange(self, path: str, payload: dict, headers: dict[str, str]) -> tuple[int, bytes]:

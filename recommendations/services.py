@@ -23,7 +23,7 @@ from config.exceptions import UpstreamUnavailable
 from recommendations import engine, tasks, vectors
 from recommendations.engine import Answer, Query, Scored
 from recommendations.models import EngineState, Interaction, Item
-from recommendations.remote import UpstreamError, UpstreamRejected, service_client
+from recommendations.remote import CircuitOpen, UpstreamError, UpstreamRejected, service_client
 from recommendations.training import interaction_weight, model_train
 from tenants.models import Tenant
 from usage.ratelimit import Marks, mark_stands, tenant_marks_renew
@@ -413,7 +413,8 @@ def recommendations_get(*, tenant: Tenant, query: Query, marks: Marks | None = N
         try:
             return _remote_recommend(tenant_id, query, marks)
         except UpstreamError as exc:
-            logger.warning("ML engine unavailable, answering from the built-in engine: %s", exc)
+            if not isinstance(exc, CircuitOpen):  # that one was logged once, when the circuit opened
+                logger.warning("ML engine unavailable, answering from the built-in engine: %s", exc)
             fallback = engine.builtin_recommend(tenant_id, query, marks)
             return Answer(fallback.items, f"fallback:{fallback.strategy}")
     return engine.builtin_recommend(tenant_id, query, marks)

@@ -217,6 +217,17 @@ class TestMlEngine:
         assert recommend(tenant_client).json()["strategy"] == "remote+newest"
         assert client.breaker.state == "closed"
 
+    def test_an_open_circuit_is_logged_once_not_on_every_request(
+        self, world, tenant_client, ml_engine, caplog
+    ):
+        ml_engine.mode = "error"
+        with caplog.at_level("WARNING"):
+            for _ in range(10):  # 3 failures open it (the threshold), 7 requests find it open
+                assert recommend(tenant_client).json()["strategy"].startswith("fallback:")
+        messages = [record.getMessage() for record in caplog.records]
+        assert sum("circuit open" in message for message in messages) == 1
+        assert sum("ML engine unavailable" in message for message in messages) == 3
+
     def test_embeddings_for_items_without_one_come_from_the_engine(
         self, world, ml_engine, settings, django_capture_on_commit_callbacks
     ):
