@@ -5,7 +5,7 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
-from config.serializers import JSONObjectField
+from config.serializers import JSONObjectField, StrictSerializer
 from recommendations.models import Interaction, Item
 
 MAX_BATCH = 1000
@@ -50,7 +50,7 @@ class EmbeddingField(serializers.ListField):
         return values
 
 
-class ItemInputSerializer(serializers.Serializer):
+class ItemInputSerializer(StrictSerializer):
     id = ExternalIdField()
     title = serializers.CharField(max_length=500)
     description = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
@@ -74,7 +74,11 @@ class ItemBatchSerializer(serializers.Serializer):
         return items
 
 
-class ItemUpdateSerializer(serializers.Serializer):
+class ItemUpdateSerializer(StrictSerializer):
+    # An item as read may be sent back: these are shown, never changed.
+    id = serializers.CharField(read_only=True)
+    created_at = serializers.CharField(read_only=True)
+    updated_at = serializers.CharField(read_only=True)
     title = serializers.CharField(max_length=500, required=False)
     description = serializers.CharField(max_length=10_000, required=False, allow_blank=True)
     categories = CategoriesField(required=False)

@@ -251,3 +251,15 @@ class TestInteractions:
         assert_error(
             reader.post(self.URL, {"user_id": "u", "item_id": "a", "type": "view"}), 403, "FORBIDDEN"
         )
+
+
+def test_misspelt_or_unknown_item_fields_are_refused_not_dropped(world, writer):
+    batch = {"items": [{"id": "ok", "title": "OK"}, {"id": "typo", "title": "T", "category": ["shoes"]}]}
+    error = assert_error(writer.post(ITEMS, batch, format="json"), 400, "VALIDATION_ERROR")
+    assert "category" in error["details"]["items"]["1"]
+    assert not Item.objects.filter(tenant=world.tenant, external_id__in=["ok", "typo"]).exists()
+    writer.post(ITEMS, {"items": [{"id": "ok", "title": "OK"}]}, format="json")
+    error = assert_error(writer.patch(f"{ITEMS}/ok", {"titel": "x"}, format="json"), 400, "VALIDATION_ERROR")
+    assert "titel" in error["details"]
+    read = writer.get(f"{ITEMS}/ok").json()  # an item as read may be sent back, changed
+    assert writer.patch(f"{ITEMS}/ok", {**read, "title": "Better"}, format="json").json()["title"] == "Better"

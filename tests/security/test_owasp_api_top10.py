@@ -128,8 +128,11 @@ def test_api3_mass_assignment_is_ignored_or_refused(world, client_for, make_key)
     assert (
         api_key.key_hash != "0" * 64 and api_key.tenant_id == world.tenant.id and api_key.prefix != "rk_fake"
     )
-    admin.post("/api/v1/items", {"items": [{"id": "i", "title": "t", "tenant": str(world.other_tenant.id)}]})
-    assert Item.objects.get(external_id="i").tenant_id == world.tenant.id
+    planted = admin.post(
+        "/api/v1/items", {"items": [{"id": "i", "title": "t", "tenant": str(world.other_tenant.id)}]}
+    )
+    assert_error(planted, 400, "VALIDATION_ERROR")
+    assert not Item.objects.filter(external_id="i").exists()
     assert "password" not in admin.get(f"/api/v1/users/{user.id}").json()
     assert "key_hash" not in admin.get(f"/api/v1/api-keys/{api_key.id}").json()
 
