@@ -308,6 +308,9 @@ def training_maybe_schedule(*, tenant_id: str, new: int) -> None:
 
 def engine_train(*, tenant_id: str) -> EngineState:
     """Learns the tenant's collaborative model from all its interactions and publishes it."""
+    # When it began: interactions committed while it runs are newer than the model (the hourly job
+    # looks for those), though some of them may be in it.
+    started = timezone.now()
     rows = Interaction.objects.filter(tenant_id=tenant_id).values_list(
         "user_id", "item_id", "type", "value", "timestamp"
     )
@@ -315,8 +318,11 @@ def engine_train(*, tenant_id: str) -> EngineState:
     item_pks = np.array(
         sorted(Item.objects.filter(tenant_id=tenant_id).values_list("id", flat=True)), dtype=np.int64
     )
+    known = set(item_pks.tolist())
     user_codes, item_codes, weights, times = [], [], [], []
     for user_id, item_pk, kind, value, moment in rows.iterator(chunk_size=5000):
+        if item_pk not in known:
+            continue  # an item written after its list was read: the next training has both
         user_codes.append(users.setdefault(user_id, len(users)))
         item_codes.append(item_pk)
         weights.append(interaction_weight(kind, value))
@@ -333,7 +339,7 @@ def engine_train(*, tenant_id: str) -> EngineState:
         state, _ = EngineState.objects.select_for_update().get_or_create(tenant_id=tenant_id)
         state.model = model.to_bytes()
         state.model_version += 1
-        state.trained_at = timezone.now()
+        state.trained_at = started
         state.interactions_at_training = len(item_codes)
         state.save()
     cache.delete_many(

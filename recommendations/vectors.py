@@ -5,7 +5,7 @@ categories are hashed into it (the hashing trick), categories weighing most."""
 
 import hashlib
 import re
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 
@@ -20,7 +20,9 @@ def _bucket(token: str) -> tuple[int, float]:
     return value % DIMENSION, (1.0 if (value >> 63) & 1 else -1.0)
 
 
-@cache
+# Bounded: each embedding length has its own matrix (up to 4096 x 128 floats), and a client chooses
+# the lengths.
+@lru_cache(maxsize=8)
 def _projection(dimension: int) -> np.ndarray:
     rng = np.random.default_rng(dimension)
     return rng.standard_normal((dimension, DIMENSION)).astype(np.float32) / np.sqrt(DIMENSION)

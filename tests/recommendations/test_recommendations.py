@@ -436,3 +436,45 @@ def test_the_idempotency_fingerprint_is_keyed_with_the_secret_key(world, setting
     assert _request_hash(request) != hashlib.sha256(prefix + body).hexdigest()
     keyed = hmac.new(settings.SECRET_KEY.encode(), prefix + body, hashlib.sha256).hexdigest()
     assert _request_hash(request) == keyed
+
+
+def test_an_interaction_recorded_while_training_runs_is_trained_on_later(world, shop, monkeypatch):
+    from recommendations import services
+
+    train = services.model_train
+
+    def with_an_interaction_meanwhile(**arrays):
+        shop.post("/api/v1/interactions", {"user_id": "meanwhile", "item_id": "hat-2", "type": "view"})
+        return train(**arrays)
+
+    monkeypatch.setattr(services, "model_train", with_an_interaction_meanwhile)
+    services.engine_train(tenant_id=str(world.tenant.id))
+    monkeypatch.undo()
+    assert services.engines_train_stale() == 1  # newer than when that training began
+
+
+def test_training_skips_an_interaction_with_an_item_written_after_the_list_was_read(world, shop, monkeypatch):
+    from recommendations import services
+
+    newest = Item.objects.filter(tenant=world.tenant).latest("id")
+    Interaction.objects.create(
+        tenant=world.tenant, user_id="n", item=newest, type="view", timestamp=timezone.now()
+    )
+    items = services.Item.objects
+
+    class ReadBeforeTheNewestItem:
+        def filter(self, **lookups: object) -> object:
+            return items.filter(**lookups).exclude(pk=newest.pk)
+
+    monkeypatch.setattr(services.Item, "objects", ReadBeforeTheNewestItem())
+    state = services.engine_train(tenant_id=str(world.tenant.id))  # was: ValueError, no model
+    assert state.model_version >= 1
+
+
+def test_the_projections_kept_are_bounded_whatever_the_embedding_lengths():
+    from recommendations import vectors
+
+    vectors._projection.cache_clear()
+    for length in range(10, 60):
+        vectors.content_vector(title="", description="", categories=[], embedding=[1.0] * length)
+    assert vectors._projection.cache_info().currsize <= 8
