@@ -286,8 +286,23 @@ def interactions_record(*, tenant: Tenant, interactions: list[dict]) -> int:
     return len(rows)
 
 
+# Tenants this process has seen trained once: they follow the threshold below, not the first rule.
+_trained_once: set[str] = set()
+
+
+def _never_trained(tenant_id: str) -> bool:
+    if tenant_id in _trained_once:
+        return False
+    if EngineState.objects.filter(tenant_id=tenant_id, trained_at__isnull=False).exists():
+        _trained_once.add(tenant_id)
+        return False
+    return True
+
+
 def training_maybe_schedule(*, tenant_id: str, new: int) -> None:
-    """Counts new interactions; past the threshold, queues a training (once: a cache lock)."""
+    """Counts new interactions; past the threshold, queues a training (once: a cache lock). A tenant
+    never trained is trained on its first interactions: until then its lists could not be filled
+    with its popular items."""
     key = f"engine-new-interactions:{tenant_id}"
     try:
         pending = cache.incr(key, new)  # one round trip once the counter exists
@@ -299,9 +314,8 @@ def training_maybe_schedule(*, tenant_id: str, new: int) -> None:
     if pending is None:
         # The cache is down (it ignores its errors): not counted; the hourly job trains anyway.
         return
-    if pending >= settings.ENGINE_RETRAIN_AFTER_INTERACTIONS and cache.add(
-        f"engine-training:{tenant_id}", 1, 600
-    ):
+    due = pending >= settings.ENGINE_RETRAIN_AFTER_INTERACTIONS or _never_trained(tenant_id)
+    if due and cache.add(f"engine-training:{tenant_id}", 1, 600):
         cache.delete(key)
         transaction.on_commit(lambda: _follow_up(tasks.engine_train, tenant_id))
 

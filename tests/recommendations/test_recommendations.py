@@ -375,10 +375,11 @@ def test_enough_new_interactions_retrain_the_engine(
         state = EngineState.objects.filter(tenant=world.tenant).first()
         return state.model_version if state else 0
 
-    assert record(3) == 0  # 3 new: below the threshold
-    assert record(3) == 1  # 6 new: trained once (Celery runs eagerly in the tests)
-    assert record(4) == 1  # the count starts again after a training
-    assert record(1) == 2
+    assert record(3) == 1  # never trained: trained on its first (Celery runs eagerly in the tests)
+    assert record(3) == 1  # 3 new since: below the threshold
+    assert record(3) == 2  # 6 new: trained again
+    assert record(4) == 2  # the count starts again after a training
+    assert record(1) == 3
 
 
 def test_the_hourly_job_retrains_only_tenants_with_newer_interactions(world, shop, make_key):
@@ -478,3 +479,20 @@ def test_the_projections_kept_are_bounded_whatever_the_embedding_lengths():
     for length in range(10, 60):
         vectors.content_vector(title="", description="", categories=[], embedding=[1.0] * length)
     assert vectors._projection.cache_info().currsize <= 8
+
+
+def test_a_tenant_never_trained_is_trained_on_its_first_interactions(
+    world, make_key, django_capture_on_commit_callbacks
+):
+    from recommendations.services import interactions_record, items_upsert
+
+    items_upsert(tenant=world.other_tenant, items=[{"id": f"p{n}", "title": f"P{n}"} for n in range(6)])
+    bought = [{"user_id": f"buyer-{n}", "item_id": "p0", "type": "purchase"} for n in range(20)]
+    with django_capture_on_commit_callbacks(execute=True):
+        interactions_record(tenant=world.other_tenant, interactions=bought)
+    _, secret = make_key(tenant=world.other_tenant)
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=secret)
+    body = client.post(URL, {"user_id": "newcomer", "count": 6}).json()
+    assert body["strategy"].startswith("popular")  # not "newest" only until the hourly training
+    assert ids(client.post(URL, {"user_id": "newcomer", "count": 6}))[0] == "p0"
