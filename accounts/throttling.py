@@ -8,6 +8,8 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -50,9 +52,9 @@ def _counters(request: HttpRequest, email: str) -> list[Counter]:
     return counters
 
 
-def login_attempt_begin(*, request: HttpRequest, email: str) -> list[Counter]:
+def _attempt_count(*, request: HttpRequest, email: str) -> list[Counter]:
     """Counts the attempt, or refuses it (429, counting nothing) when either count is full. Returns what
-    to give back with login_attempt_give_back."""
+    to give back with _attempt_give_back."""
     taken: list[Counter] = []
     try:
         for counter in _counters(request, email):
@@ -60,7 +62,7 @@ def login_attempt_begin(*, request: HttpRequest, email: str) -> list[Counter]:
             count = cache.incr(counter.key)
             taken.append(counter)
             if count > counter.limit:
-                login_attempt_give_back(taken)
+                _attempt_give_back(taken)
                 wait = max(1, math.ceil(counter.seconds_left))
                 raise RateLimitExceeded(
                     wait=counter.seconds_left,
@@ -72,12 +74,12 @@ def login_attempt_begin(*, request: HttpRequest, email: str) -> list[Counter]:
     except Exception:
         # The throttle must not lock everyone out when its cache is down: log it and let the login through.
         logger.warning("Login throttle unavailable (cache error)", exc_info=True)
-        login_attempt_give_back(taken)
+        _attempt_give_back(taken)
         return []
     return taken
 
 
-def login_attempt_give_back(counters: list[Counter]) -> None:
+def _attempt_give_back(counters: list[Counter]) -> None:
     """An attempt that did not fail (the password was right, or never checked: the database was
     down, or the attempt was refused) gives its places back."""
     for counter in counters:
@@ -85,3 +87,24 @@ def login_attempt_give_back(counters: list[Counter]) -> None:
             cache.decr(counter.key)
         except Exception:  # expired meanwhile, or the cache is down: nothing left to give back
             logger.debug("Login throttle count %s not given back", counter.key, exc_info=True)
+
+
+@dataclass
+class Attempt:
+    """What the code checking a password says of it: `failed` when the password was wrong."""
+
+    failed: bool = False
+
+
+@contextmanager
+def login_attempt(*, request: HttpRequest, email: str) -> Iterator[Attempt]:
+    """Around a password check: counts the attempt first (or refuses it, 429), and gives the count
+    back unless the check marked the attempt failed, whether it returned or raised (a database down
+    is not a wrong password)."""
+    counted = _attempt_count(request=request, email=email)
+    attempt = Attempt()
+    try:
+        yield attempt
+    finally:
+        if not attempt.failed:
+            _attempt_give_back(counted)

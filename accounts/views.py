@@ -24,7 +24,7 @@ from accounts.serializers import (
     UserSerializer,
     UserUpdateSerializer,
 )
-from accounts.throttling import login_attempt_begin, login_attempt_give_back
+from accounts.throttling import login_attempt
 from config.http import client_ip
 from tenants.idempotency import IdempotentPostMixin
 from tenants.scoping import TenantScopedViewSet
@@ -56,15 +56,11 @@ class LoginView(APIView):
         body = LoginSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         email, password = body.validated_data["email"], body.validated_data["password"]
-        counted = login_attempt_begin(request=request, email=email)
-        try:
+        with login_attempt(request=request, email=email) as attempt:
             user = authenticate(request, username=email, password=password)
-        except Exception:
-            login_attempt_give_back(counted)  # not a wrong password: the check itself failed
-            raise
+            attempt.failed = user is None
         if user is None:
             raise exceptions.AuthenticationFailed(INVALID_LOGIN)
-        login_attempt_give_back(counted)
         services.tenant_access_check(user.tenant)
         session, pair = services.session_start(
             user=user, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
@@ -127,20 +123,17 @@ class PasswordChangeView(UserSessionRequiredMixin, APIView):  # type: ignore[mis
         body = PasswordChangeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         # A wrong current password is a failed login: a stolen access token must not be a way to guess.
-        counted = login_attempt_begin(request=request, email=request.user.email)
-        try:
-            services.user_password_change(
-                user=request.user,  # type: ignore[arg-type]
-                current_password=body.validated_data["current_password"],
-                new_password=body.validated_data["new_password"],
-                session_id=request.auth_session_id,
-            )
-        except Exception as error:
-            wrong = isinstance(error, exceptions.ValidationError) and "current_password" in error.detail
-            if not wrong:
-                login_attempt_give_back(counted)
-            raise
-        login_attempt_give_back(counted)
+        with login_attempt(request=request, email=request.user.email) as attempt:
+            try:
+                services.user_password_change(
+                    user=request.user,  # type: ignore[arg-type]
+                    current_password=body.validated_data["current_password"],
+                    new_password=body.validated_data["new_password"],
+                    session_id=request.auth_session_id,
+                )
+            except exceptions.ValidationError as error:
+                attempt.failed = "current_password" in error.detail
+                raise
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

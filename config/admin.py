@@ -35,12 +35,15 @@ class ConsoleSite(admin.AdminSite):
     def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         """The console's login counts failures as the API's does (accounts.throttling): staff accounts
         are the ones most worth guessing."""
-        from accounts.throttling import login_attempt_begin, login_attempt_give_back
+        from accounts.throttling import login_attempt
 
         if request.method != "POST":
             return super().login(request, extra_context)
         try:
-            counted = login_attempt_begin(request=request, email=request.POST.get("username", ""))
+            with login_attempt(request=request, email=request.POST.get("username", "")) as attempt:
+                response = super().login(request, extra_context)
+                attempt.failed = not (response.status_code == 302 and request.user.is_authenticated)
+            return response
         except RateLimitExceeded as refused:
             form = _RefusedLogin(request, data=request.POST, refusal=str(refused.detail))
             form.is_valid()
@@ -50,14 +53,6 @@ class ConsoleSite(admin.AdminSite):
             )
             response["Retry-After"] = str(max(1, math.ceil(refused.wait or 1)))
             return response
-        try:
-            response = super().login(request, extra_context)
-        except Exception:
-            login_attempt_give_back(counted)  # not a wrong password: the check itself failed
-            raise
-        if response.status_code == 302 and request.user.is_authenticated:
-            login_attempt_give_back(counted)
-        return response
 
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
         from tenants.models import AuditEntry, Tenant
