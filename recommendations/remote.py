@@ -117,6 +117,12 @@ class ServiceClient:
             started = time.perf_counter()
             try:
                 status, content = self._exchange(path, payload, headers)
+                upstream_call_seconds.labels(self.name).observe(time.perf_counter() - started)
+                if status < 400:
+                    body = json.loads(content) if content.strip() else None
+                    upstream_calls_total.labels(self.name, "ok").inc()
+                    self.breaker.record(True)
+                    return body
             except requests.Timeout:
                 upstream_call_seconds.labels(self.name).observe(time.perf_counter() - started)
                 upstream_calls_total.labels(self.name, "timeout").inc()
@@ -125,34 +131,21 @@ class ServiceClient:
             except requests.RequestException as exc:
                 upstream_calls_total.labels(self.name, "unreachable").inc()
                 last_error = exc.__class__.__name__
-            except ValueError:
+            except ValueError:  # not JSON, or too large
                 upstream_calls_total.labels(self.name, "malformed").inc()
-                last_error = "an answer too large"
+                last_error = "malformed answer"
                 break
             else:
-                upstream_call_seconds.labels(self.name).observe(time.perf_counter() - started)
-                if status >= 500:
-                    upstream_calls_total.labels(self.name, "server_error").inc()
-                    last_error = f"status {status}"
-                elif status in REJECTED:
+                last_error = f"status {status}"
+                if status in REJECTED:
                     upstream_calls_total.labels(self.name, "client_error").inc()
                     self.breaker.record(True)  # it answered: it is up
                     logger.warning("%s refused the call to %s: status %s", self.name, path, status)
                     raise UpstreamRejected(f"{self.name}: status {status}")
-                elif status >= 400:
+                if status < 500:
                     upstream_calls_total.labels(self.name, "client_error").inc()
-                    last_error = f"status {status}"
                     break  # busy or not letting us in: not at once again
-                else:
-                    try:
-                        body = json.loads(content) if content.strip() else None
-                    except ValueError:
-                        upstream_calls_total.labels(self.name, "malformed").inc()
-                        last_error = "malformed JSON"
-                        break
-                    upstream_calls_total.labels(self.name, "ok").inc()
-                    self.breaker.record(True)
-                    return body
+                upstream_calls_total.labels(self.name, "server_error").inc()
             if attempt < self.retries:
                 time.sleep(0.05 * (attempt + 1))
         was_open = self.breaker.opened_at is not None
