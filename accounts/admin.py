@@ -86,10 +86,14 @@ class UserAdmin(DjangoUserAdmin):
     actions = ["force_logout"]
 
     def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:
-        before = snapshot(User.objects.get(pk=obj.pk), USER_FIELDS) if change else None
+        stored = User.objects.get(pk=obj.pk) if change else None
+        before = snapshot(stored, USER_FIELDS) if stored is not None else None
         super().save_model(request, obj, form, change)
-        if before is not None and not obj.is_active:
+        if stored is not None and not obj.is_active:
             sessions_end_all(user=obj, reason="deactivated")
+        elif stored is not None and stored.tenant_id != obj.tenant_id:
+            # Its tokens were issued for the tenant it left.
+            sessions_end_all(user=obj, reason="moved")
         after = snapshot(obj, USER_FIELDS)
         if before != after:
             audit_record(

@@ -53,7 +53,11 @@ class User(AbstractBaseUser, PermissionsMixin):
         db_table = "users"
         ordering = ["email"]
         constraints = [
-            models.UniqueConstraint(Lower("email"), name="users_email_unique_ci"),
+            models.UniqueConstraint(
+                Lower("email"),
+                name="users_email_unique_ci",
+                violation_error_message="A user with this email (in any case) already exists.",
+            ),
             # Exactly one of: a tenant's user with a role, or staff without tenant or role.
             models.CheckConstraint(
                 condition=(
@@ -61,6 +65,9 @@ class User(AbstractBaseUser, PermissionsMixin):
                     | models.Q(tenant__isnull=True, role__isnull=True, is_staff=True)
                 ),
                 name="users_tenant_user_or_staff",
+                violation_error_message=(
+                    "A user belongs to a tenant and has a role, or is staff with neither tenant nor role."
+                ),
             ),
         ]
 

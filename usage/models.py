@@ -22,6 +22,7 @@ class RateLimit(models.Model):
                     & (models.Q(requests_per_day__isnull=True) | models.Q(requests_per_day__gte=1))
                 ),
                 name="rate_limits_positive",
+                violation_error_message="A rate limit is at least 1 request (leave it empty for the plan's).",
             )
         ]
 

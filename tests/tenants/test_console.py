@@ -1,6 +1,7 @@
 """The Django admin as the tenant console."""
 
 import json
+import re
 from datetime import date
 
 import pytest
@@ -385,3 +386,57 @@ def test_the_user_pages_work(console, world):
 
 def test_invoice_dates_are_months(world):
     assert invoice(world.tenant).month == date(2026, 9, 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"email": "ADMIN@acme.test"}, "A user with this email (in any case) already exists."),
+        ({"is_staff": "on"}, "A user belongs to a tenant and has a role, or is staff with neither"),
+    ],
+)
+def test_user_refusals_in_the_console_say_what_is_wrong(console, world, change, message):
+    data = {
+        "email": "new@acme.test",
+        "tenant": str(world.tenant.id),
+        "role": "viewer",
+        "password1": "Another-long-pass-1",
+        "password2": "Another-long-pass-1",
+        "usable_password": "true",
+        "sessions-TOTAL_FORMS": "0",
+        "sessions-INITIAL_FORMS": "0",
+        **change,
+    }
+    response = console.post("/admin/accounts/user/add/", data)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert message in page, re.findall(r"errorlist[^>]*>(.*?)</ul>", page, re.S)
+    assert "users_" not in page  # no constraint's name
+    assert not User.objects.filter(
+        email__iexact=data["email"], created_at__gt=world.admin.created_at
+    ).exists()
+
+
+def test_a_rate_limit_of_zero_in_the_console_says_what_is_wrong(console, world):
+    data = tenant_change_form(world.tenant, requests_per_minute=0)
+    response = console.post(f"/admin/tenants/tenant/{world.tenant.id}/change/", data)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "A rate limit is at least 1 request" in page, re.findall(r"errorlist[^>]*>(.*?)</ul>", page, re.S)
+    assert "rate_limits_positive" not in page
+
+
+def test_a_user_moved_to_another_tenant_loses_its_sessions(console, world, client_for):
+    tokens = client_for(world.developer)
+    url = f"/admin/accounts/user/{world.developer.id}/change/"
+    form = console.get(url).context["adminform"].form
+    data = {
+        name: value for name, value in form.initial.items() if value is not None and name != "password"
+    }
+    data.update(tenant=str(world.other_tenant.id), groups=[], user_permissions=[], is_active="on")
+    data.update({"sessions-TOTAL_FORMS": "0", "sessions-INITIAL_FORMS": "0"})
+    assert console.post(url, data).status_code == 302
+    world.developer.refresh_from_db()
+    assert world.developer.tenant_id == world.other_tenant.id
+    assert tokens.get("/api/v1/auth/me").status_code == 401
+    assert UserSession.objects.get(user=world.developer).end_reason == "moved"
