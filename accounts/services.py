@@ -179,24 +179,29 @@ def tenant_admins_lock(tenant_id: uuid.UUID | str | None) -> None:
 def user_update(
     *, user: User, email: str | None = None, role: str | None = None, is_active: bool | None = None
 ) -> User:
-    deactivated = is_active is False and user.is_active
+    changes = {
+        name: value
+        for name, value in (("email", email), ("role", role), ("is_active", is_active))
+        if value is not None
+    }
     try:
         with transaction.atomic():
             tenant_admins_lock(user.tenant_id)
-            if not user_change_keeps_an_admin(user=user, role=role, is_active=is_active):
+            # `user` was read before the lock: a deactivation or a change of role that committed since
+            # must be checked against and kept, so the row is read again and only what was asked written.
+            stored = User.objects.select_for_update().get(pk=user.pk)
+            if not user_change_keeps_an_admin(user=stored, role=role, is_active=is_active):
                 raise Conflict(LAST_ADMIN)
-            if email is not None:
-                user.email = email
-            if role is not None:
-                user.role = role
-            if is_active is not None:
-                user.is_active = is_active
-            user.save()
+            deactivated = is_active is False and stored.is_active
+            for name, value in changes.items():
+                setattr(stored, name, value)
+            if changes:
+                stored.save(update_fields=[*changes, "updated_at"])
             if deactivated:
-                sessions_end_all(user=user, reason="deactivated")
+                sessions_end_all(user=stored, reason="deactivated")
     except IntegrityError as exc:
-        raise Conflict(f"A user with the email {user.email} already exists.") from exc
-    return user
+        raise Conflict(f"A user with the email {email} already exists.") from exc
+    return stored
 
 
 def user_deactivate(*, user: User) -> None:

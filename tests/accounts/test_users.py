@@ -186,3 +186,32 @@ def test_two_admins_removing_each_other_at_once_leave_one(world, client_for, mon
         )
     assert statuses == [204, 409]
     assert User.objects.filter(tenant=world.tenant, role=User.Role.ADMIN, is_active=True).count() == 1
+
+
+def test_an_edit_from_a_copy_read_before_another_change_keeps_that_change(world):
+    from accounts import services
+
+    services.user_update(user=world.viewer, role="admin")
+    # What a PATCH read before a concurrent DELETE or demotion committed: it writes only its own field.
+    stale_developer = User.objects.get(pk=world.developer.pk)
+    stale_admin = User.objects.get(pk=world.admin.pk)
+    services.user_deactivate(user=User.objects.get(pk=world.developer.pk))
+    services.user_update(user=User.objects.get(pk=world.admin.pk), role="viewer")
+    services.user_update(user=stale_developer, email="dev2@acme.test")
+    services.user_update(user=stale_admin, email="boss2@acme.test")
+    developer, admin = User.objects.get(pk=world.developer.pk), User.objects.get(pk=world.admin.pk)
+    assert (developer.email, developer.is_active) == ("dev2@acme.test", False)
+    assert (admin.email, admin.role) == ("boss2@acme.test", "viewer")
+
+
+def test_a_promotion_read_stale_cannot_leave_the_tenant_without_an_admin(world):
+    from accounts import services
+    from config.exceptions import Conflict
+
+    stale_viewer = User.objects.get(pk=world.viewer.pk)
+    services.user_update(user=User.objects.get(pk=world.viewer.pk), role="admin")
+    services.user_update(user=User.objects.get(pk=world.admin.pk), role="viewer")
+    # The stale copy says viewer: the last admin is only found by reading the row again.
+    with pytest.raises(Conflict):
+        services.user_update(user=stale_viewer, role="developer")
+    assert User.objects.filter(tenant=world.tenant, role="admin", is_active=True).count() == 1
