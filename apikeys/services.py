@@ -215,6 +215,10 @@ def api_key_update(
     permissions: list[str] | None = None,
     source: str = "api",
 ) -> ApiKey:
+    now = timezone.now()
+    if not api_key.is_usable(now):
+        # A 200 would read as if the new permissions were in force.
+        raise Conflict(f"The key is {api_key.effective_status(now)}; only an active key can be changed.")
     before = snapshot(api_key, KEY_FIELDS)
     changed = []
     if name is not None and name != api_key.name:

@@ -121,9 +121,17 @@ def _with_tenant_of_query(request: Request) -> object:
     tenant = request.query_params.get("tenant")
     if not tenant or not isinstance(request.data, dict):
         return request.data
-    if "tenant" in request.data and str(request.data["tenant"]) != tenant:
+    if "tenant" in request.data and _uuid_text(request.data["tenant"]) != _uuid_text(tenant):
         raise exceptions.ValidationError({"tenant": ["The body and the query name different tenants."]})
     return {**request.data, "tenant": tenant}
+
+
+def _uuid_text(value: object) -> str:
+    """One spelling of a UUID (case, dashes, braces); anything else as it is."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return str(value)
 
 
 def _is_uuid(value: str) -> bool:

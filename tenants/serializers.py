@@ -6,7 +6,7 @@ from tenants.models import Tenant
 from usage.limits import tenant_rate_limits
 
 
-class RateLimitsSerializer(serializers.Serializer):
+class RateLimitsSerializer(StrictSerializer):
     """A tenant's limits; on input, null means the plan's default."""
 
     requests_per_minute = serializers.IntegerField(min_value=1, max_value=2_000_000_000, allow_null=True)
@@ -39,7 +39,7 @@ class TenantSerializer(serializers.ModelSerializer):
         return data
 
 
-class AdminUserInputSerializer(serializers.Serializer):
+class AdminUserInputSerializer(StrictSerializer):
     email = serializers.EmailField(max_length=255)
     password = serializers.CharField(max_length=512, trim_whitespace=False, write_only=True)
 

@@ -423,6 +423,19 @@ class TestRotate:
             )
             assert "grace_seconds" in error["details"]
 
+    def test_a_key_that_no_longer_works_cannot_be_changed(self, world, client_for, make_key):
+        revoked, _ = make_key()
+        expired, _ = make_key(name="expired")
+        client = client_for(world.admin)
+        client.delete(detail(revoked))
+        ApiKey.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+        for api_key, state in ((revoked, "revoked"), (expired, "expired")):
+            error = assert_error(client.patch(detail(api_key), {"permissions": ["read"]}), 409, "CONFLICT")
+            assert state in error["message"]
+            api_key.refresh_from_db()
+            assert api_key.permissions == ["read", "write"]
+        assert not AuditEntry.objects.filter(action="api_key.update").exists()
+
     def test_a_revoked_key_cannot_be_rotated(self, world, client_for, make_key):
         api_key, _ = make_key()
         client = client_for(world.admin)
@@ -463,6 +476,8 @@ class TestStaffApi:
         both = {"tenant": str(world.other_tenant.id), "name": "both", "permissions": ["read"]}
         same = staff.post(url, both)
         assert same.status_code == 201
+        upper = staff.post(f"{self.ADMIN_URL}?tenant={str(world.other_tenant.id).upper()}", both)
+        assert upper.status_code == 201, upper.content
         error = assert_error(
             staff.post(url, {"tenant": str(world.tenant.id), "name": "two", "permissions": ["read"]}),
             400,

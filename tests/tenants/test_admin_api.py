@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from accounts.models import User
@@ -167,6 +169,20 @@ class TestDetail:
         assert "bogus" in error["details"]
         read = staff.get(detail(world.tenant)).json()
         assert staff.put(detail(world.tenant), {**read, "name": "Acme Two"}).json()["name"] == "Acme Two"
+
+    def test_unknown_fields_of_limits_and_of_the_first_admin_are_refused(self, world, staff):
+        limits = {"requests_per_minute": 5, "requests_per_hour": None, "requests_per_day": None}
+        for response in (
+            staff.put(f"{detail(world.tenant)}/rate-limits", {**limits, "burst": 3}),
+            staff.patch(detail(world.tenant), {"rate_limits": {**limits, "burst": 3}}),
+        ):
+            error = assert_error(response, 400, "VALIDATION_ERROR")
+            assert "burst" in json.dumps(error["details"])
+        assert staff.get(detail(world.tenant)).json()["rate_limits"]["requests_per_minute"] != 5
+        admin_user = {"email": "boss@n2.test", "password": PASSWORD, "role": "viewer"}
+        response = staff.post(URL, {"name": "N", "slug": "n2", "plan": "starter", "admin_user": admin_user})
+        assert "role" in json.dumps(assert_error(response, 400, "VALIDATION_ERROR")["details"])
+        assert not Tenant.objects.filter(slug="n2").exists()
 
     def test_limits_read_and_sent_back_stay_the_plans(self, world, staff):
         read = staff.get(detail(world.tenant)).json()  # the starter plan's defaults
