@@ -164,6 +164,7 @@ def _event_checked(raw: object) -> dict:
     moment = datetime.fromisoformat(_text(raw["timestamp"], 64))
     if moment.tzinfo is None:
         raise ValueError("a timestamp without its time zone")
+    moment = moment.astimezone(UTC)  # OverflowError out of years 1-9999, as the database would
     return {
         "event_id": _uuid_or_none(raw["event_id"], nullable=False),
         "request_id": _text(raw["request_id"], 128),
@@ -203,7 +204,7 @@ def _parse(items: list[bytes], stored: Stored) -> list[dict]:
     for item in items:
         try:
             events.append(_event_checked(json.loads(item)))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
             stored.set_aside(item, "unreadable", exc)
     tenants = {
         str(pk)

@@ -430,7 +430,8 @@ def test_a_poison_event_does_not_hold_back_the_others(world, buffer, make_key):
     gone_key["api_key_id"] = str(uuid.uuid4())  # a key that no longer exists
     gone_tenant = event(world.tenant)
     gone_tenant["tenant_id"] = str(uuid.uuid4())  # a tenant deleted since
-    buffer.rpush(events.BUFFER_KEY, json.dumps(good), b"{not json", json.dumps({"event_id": "x"}))
+    nested = b"[" * 100_000  # deeper than the JSON decoder's recursion
+    buffer.rpush(events.BUFFER_KEY, json.dumps(good), b"{not json", nested, json.dumps({"event_id": "x"}))
     buffer.rpush(events.BUFFER_KEY, json.dumps(gone_key), json.dumps(gone_tenant))
     assert services.usage_flush().inserted == 2
     stored = {str(row.event_id): row for row in UsageLog.objects.all()}
@@ -448,6 +449,8 @@ def test_a_poison_event_does_not_hold_back_the_others(world, buffer, make_key):
         {"user_id": "nope"},
         {"timestamp": "yesterday"},
         {"timestamp": "2026-11-22T10:00:00"},
+        {"timestamp": "0001-01-01T00:00:00+01:00"},  # before year 1 in UTC
+        {"timestamp": "9999-12-31T23:00:00-05:00"},  # after year 9999 in UTC
         {"endpoint": None},
         {"endpoint": "/api/v1/a\x00b"},
         {"status_code": "200"},
