@@ -204,7 +204,7 @@ class LocalLimiter:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.buckets: dict[str, list[tuple[float, float]]] = {}
+        self.buckets: dict[str, list[tuple[float, float, int]]] = {}
 
     def take(self, tenant_id: str, limits: Limits | None, generation: str | None = None) -> Decision:
         """`generation` is ignored: without a shared store no process remembers keys (see apikeys)."""
@@ -213,13 +213,14 @@ class LocalLimiter:
         windows = _windows(limits)
         now = clock()
         with self.lock:
-            state = self.buckets.get(tenant_id) or [(float(limit), now) for _, limit, _ in windows]
+            state = self.buckets.get(tenant_id) or [(float(limit), now, limit) for _, limit, _ in windows]
             tokens, stamps, refused, wait = [], [], 0, 0.0
-            for index, ((_, limit, period), (held, since)) in enumerate(
+            for index, ((_, limit, period), (held, since, held_limit)) in enumerate(
                 zip(windows, state, strict=True), start=1
             ):
                 rate = limit / period
                 stamp = max(now, since)
+                held = max(0.0, held + limit - held_limit)  # as the Redis script does
                 current = min(float(limit), held + (stamp - since) * rate)
                 tokens.append(current)
                 stamps.append(stamp)
@@ -228,7 +229,10 @@ class LocalLimiter:
             allowed = refused == 0
             if allowed:
                 tokens = [t - 1 for t in tokens]
-            self.buckets[tenant_id] = list(zip(tokens, stamps, strict=True))
+            self.buckets[tenant_id] = [
+                (held, stamp, limit)
+                for held, stamp, (_, limit, _) in zip(tokens, stamps, windows, strict=True)
+            ]
         return _decision(windows, allowed, refused, wait, tokens)
 
     def reset(self) -> None:

@@ -57,7 +57,8 @@ def _connection(pool: ConnectionPool) -> AbstractConnection:
 # It holds the tenant's change marks too (fields c and m), replaced whenever its catalog or its model
 # changes, and created here when missing: what a process keeps of either is good while its mark stands.
 # Every bucket is refilled for the time passed; the request takes one token from each bucket
-# only if every bucket has one, so a refused request takes nothing.
+# only if every bucket has one, so a refused request takes nothing. Each bucket keeps the capacity it
+# was filled to (field k): a limit raised or lowered since moves its tokens by the difference.
 BUCKETS_SCRIPT = """
 local now = tonumber(ARGV[1])
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'g') ~= ARGV[2] then
@@ -81,6 +82,7 @@ local fields = {}
 for i = 1, windows do
   fields[#fields + 1] = 't' .. i
   fields[#fields + 1] = 's' .. i
+  fields[#fields + 1] = 'k' .. i
 end
 local state = redis.call('HMGET', KEYS[1], unpack(fields))
 local tokens = {}
@@ -92,11 +94,15 @@ for i = 1, windows do
   local capacity = tonumber(ARGV[2 * i + 2])
   local period = tonumber(ARGV[2 * i + 3])
   local rate = capacity / period
-  local t = tonumber(state[2 * i - 1])
-  local since = tonumber(state[2 * i])
+  local t = tonumber(state[3 * i - 2])
+  local since = tonumber(state[3 * i - 1])
+  local held_capacity = tonumber(state[3 * i])
   if t == nil or since == nil then
     t = capacity
     since = now
+  elseif held_capacity ~= nil and held_capacity ~= capacity then
+    -- A changed limit applies at once: what the window has used stays used.
+    t = math.max(0, t + capacity - held_capacity)
   end
   -- A process whose clock reading is older than the bucket's refills nothing and does not move the
   -- bucket back in time (else the next caller would be credited the same seconds again).
@@ -119,6 +125,8 @@ for i = 1, windows do
   update[#update + 1] = string.format('%.6f', tokens[i])
   update[#update + 1] = 's' .. i
   update[#update + 1] = string.format('%.6f', now_of[i])
+  update[#update + 1] = 'k' .. i
+  update[#update + 1] = ARGV[2 * i + 2]
 end
 redis.call('HSET', KEYS[1], unpack(update))
 redis.call('EXPIRE', KEYS[1], ARGV[3])

@@ -89,6 +89,24 @@ class TestCounting:
         assert response.status_code == 200
         assert response["X-RateLimit-Remaining"] == "5"
 
+    def test_a_changed_limit_moves_what_is_left_by_the_difference(
+        self, world, key_client, probe, clock, limiter_kind
+    ):
+        limit(world, day=5)
+        for _ in range(5):
+            assert key_client.get(probe).status_code == 200
+        assert key_client.get(probe).status_code == 429
+        limit(world, day=100_000)  # raised: the 5 used stay used, the rest is there at once
+        response = key_client.get(probe)
+        assert response.status_code == 200
+        assert re.search(r'"day";r=99994;t=\d+$', response["RateLimit"]), response["RateLimit"]
+        for _ in range(9):
+            assert key_client.get(probe).status_code == 200
+        limit(world, day=10)  # lowered below the 15 used: nothing left until it refills
+        assert key_client.get(probe).status_code == 429
+        clock.advance(86_400 / 10)  # one of 10 a day comes back every 2.4 hours
+        assert key_client.get(probe).status_code == 200
+
     def test_a_late_clock_reading_neither_refills_nor_rewinds_the_bucket(
         self, world, key_client, probe, clock, limiter_kind
     ):
@@ -204,9 +222,10 @@ class TestLimitsInForce:
             "requests_per_hour": 100,
             "requests_per_day": 1000,
         }
-        # The bucket shrinks to the new capacity at once: one request left this minute, not 999.
-        assert key_client.get(probe)["X-RateLimit-Limit"] == "1"
-        assert_error(key_client.get(probe), 429, "RATE_LIMIT_EXCEEDED")
+        # The new capacity applies at once, and the request made this minute still counts: none left.
+        refused = key_client.get(probe)
+        assert_error(refused, 429, "RATE_LIMIT_EXCEEDED")
+        assert refused["X-RateLimit-Limit"] == "1"
         assert staff.get(url).json()["requests_per_minute"] == 1
         assert (
             staff.get(f"/api/admin/tenants/{world.tenant.id}").json()["rate_limits"]["requests_per_hour"]
