@@ -14,7 +14,7 @@ import numpy as np
 from celery import Task
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from prometheus_client import Counter
 from rest_framework import exceptions
@@ -203,6 +203,8 @@ def items_upsert(*, tenant: Tenant, items: list[dict]) -> tuple[int, int]:
         existing = set(
             Item.objects.filter(tenant=tenant, external_id__in=ids).values_list("external_id", flat=True)
         )
+        # In one order whatever the caller's: two batches that share ids lock their rows in the same
+        # order, and one waits for the other instead of deadlocking.
         rows = [
             Item(
                 tenant=tenant,
@@ -215,7 +217,7 @@ def items_upsert(*, tenant: Tenant, items: list[dict]) -> tuple[int, int]:
                 is_active=item.get("is_active", True),
                 content_vector=_content(item),
             )
-            for item in items
+            for item in sorted(items, key=lambda item: item["id"])
         ]
         Item.objects.bulk_create(
             rows,
@@ -227,35 +229,48 @@ def items_upsert(*, tenant: Tenant, items: list[dict]) -> tuple[int, int]:
     return len(ids) - len(existing), len(existing)
 
 
+def _item_lock(item: Item) -> Item:
+    """Inside a transaction: the item's row as it is now, held until the end. An item deleted since
+    it was read is not found, rather than written back. A concurrent DELETE or PATCH waits, and so do
+    interactions being stored for it, whose foreign key check needs the row."""
+    stored = Item.objects.select_for_update().filter(pk=item.pk).first()
+    if stored is None:
+        raise exceptions.NotFound("Not found.")
+    return stored
+
+
 def item_update(*, item: Item, **fields: object) -> Item:
-    for name, value in fields.items():
-        setattr(item, name, value)
-    if CONTENT_FIELDS & fields.keys():
-        item.content_vector = _content(
-            {
-                "title": item.title,
-                "description": item.description,
-                "categories": item.categories,
-                "embedding": item.embedding,
-            }
-        )
+    """Writes the fields given, and only those: a concurrent change of the others stays."""
     with transaction.atomic():
-        item.save()
-        _after_write(str(item.tenant_id), "items", [{"id": item.external_id, **fields}])
-    return item
+        stored = _item_lock(item)
+        for name, value in fields.items():
+            setattr(stored, name, value)
+        changed = list(fields)
+        if CONTENT_FIELDS & fields.keys():
+            stored.content_vector = _content(
+                {
+                    "title": stored.title,
+                    "description": stored.description,
+                    "categories": stored.categories,
+                    "embedding": stored.embedding,
+                }
+            )
+            changed.append("content_vector")
+        stored.save(update_fields=[*changed, "updated_at"])
+        _after_write(str(stored.tenant_id), "items", [{"id": stored.external_id, **fields}])
+    return stored
 
 
 def item_delete(*, item: Item) -> None:
     """Deletes the item and the interactions with it."""
     with transaction.atomic():
-        item.delete()
+        # Held before the interactions are collected: one stored meanwhile is either among them or
+        # refused when its transaction commits (the row gone), never left pointing at nothing.
+        _item_lock(item).delete()
         _after_write(str(item.tenant_id), "items", [{"id": item.external_id, "deleted": True}])
 
 
-def interactions_record(*, tenant: Tenant, interactions: list[dict]) -> int:
-    """Stores interactions with items of the tenant's catalog; any unknown item refuses the batch."""
-    wanted = {interaction["item_id"] for interaction in interactions}
-    known = dict(Item.objects.filter(tenant=tenant, external_id__in=wanted).values_list("external_id", "id"))
+def _not_in_catalog(interactions: list[dict], known: set[str]) -> None:
     unknown = {
         str(index): {"item_id": [f"No item '{interaction['item_id']}' in the catalog."]}
         for index, interaction in enumerate(interactions)
@@ -263,6 +278,19 @@ def interactions_record(*, tenant: Tenant, interactions: list[dict]) -> int:
     }
     if unknown:
         raise exceptions.ValidationError({"interactions": unknown})
+
+
+def _catalog_ids(tenant: Tenant, external_ids: set[str]) -> dict[str, int]:
+    return dict(
+        Item.objects.filter(tenant=tenant, external_id__in=external_ids).values_list("external_id", "id")
+    )
+
+
+def interactions_record(*, tenant: Tenant, interactions: list[dict]) -> int:
+    """Stores interactions with items of the tenant's catalog; any unknown item refuses the batch."""
+    wanted = {interaction["item_id"] for interaction in interactions}
+    known = _catalog_ids(tenant, wanted)
+    _not_in_catalog(interactions, set(known))
     now = timezone.now()
     rows = [
         Interaction(
@@ -275,13 +303,18 @@ def interactions_record(*, tenant: Tenant, interactions: list[dict]) -> int:
         )
         for interaction in interactions
     ]
-    with transaction.atomic():
-        Interaction.objects.bulk_create(rows)
-        records = [
-            {**interaction, "timestamp": (interaction.get("timestamp") or now).isoformat()}
-            for interaction in interactions
-        ]
-        _after_write(str(tenant.id), "interactions", records)
+    try:
+        with transaction.atomic():
+            Interaction.objects.bulk_create(rows)
+            records = [
+                {**interaction, "timestamp": (interaction.get("timestamp") or now).isoformat()}
+                for interaction in interactions
+            ]
+            _after_write(str(tenant.id), "interactions", records)
+    except IntegrityError:
+        # An item deleted after it was looked up: the batch is refused as if it had been gone before.
+        _not_in_catalog(interactions, set(_catalog_ids(tenant, wanted)))
+        raise
     training_maybe_schedule(tenant_id=str(tenant.id), new=len(rows))
     return len(rows)
 

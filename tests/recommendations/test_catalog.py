@@ -1,4 +1,8 @@
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+from django.db import connection
+from rest_framework.exceptions import NotFound
 from rest_framework.test import APIClient
 
 from recommendations.models import Interaction, Item
@@ -263,3 +267,87 @@ def test_misspelt_or_unknown_item_fields_are_refused_not_dropped(world, writer):
     assert "titel" in error["details"]
     read = writer.get(f"{ITEMS}/ok").json()  # an item as read may be sent back, changed
     assert writer.patch(f"{ITEMS}/ok", {**read, "title": "Better"}, format="json").json()["title"] == "Better"
+
+
+class TestConcurrentWrites:
+    """A PATCH or DELETE works on the item its view read a moment before; another request may have
+    changed or deleted it since. These pass that earlier copy to the service, as the race would."""
+
+    def test_a_patch_of_an_item_deleted_meanwhile_is_not_found_and_does_not_bring_it_back(
+        self, world, writer
+    ):
+        from recommendations import services
+
+        writer.post(ITEMS, {"items": [item("d")]})
+        read_before = Item.objects.get(external_id="d")
+        assert writer.delete(f"{ITEMS}/d").status_code == 204
+        for change in ({"title": "new"}, {"is_active": False}):
+            with pytest.raises(NotFound):
+                services.item_update(item=read_before, **change)
+        assert not Item.objects.filter(external_id="d").exists()
+        with pytest.raises(NotFound):
+            services.item_delete(item=read_before)
+
+    def test_a_patch_writes_only_its_own_fields(self, world, writer):
+        from recommendations import services
+
+        writer.post(ITEMS, {"items": [item("p", categories=["a"])]})
+        read_before = Item.objects.get(external_id="p")
+        assert writer.patch(f"{ITEMS}/p", {"is_active": False}).status_code == 200
+        services.item_update(item=read_before, title="new")
+        assert writer.get(f"{ITEMS}/p").json() | {"created_at": None, "updated_at": None} == {
+            **item("p", title="new", categories=["a"]),
+            "description": "",
+            "metadata": {},
+            "embedding": None,
+            "is_active": False,
+            "created_at": None,
+            "updated_at": None,
+        }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_interactions_with_an_item_deleted_after_the_lookup_are_refused_not_a_500(world, writer, monkeypatch):
+    from recommendations import services
+
+    writer.post(ITEMS, {"items": [item("k"), item("kept")]})
+    lookup = services._catalog_ids
+
+    def deleted_right_after(tenant, external_ids):
+        found = lookup(tenant, external_ids)
+        Item.objects.filter(tenant=tenant, external_id="k").delete()  # a DELETE that commits meanwhile
+        monkeypatch.setattr(services, "_catalog_ids", lookup)
+        return found
+
+    monkeypatch.setattr(services, "_catalog_ids", deleted_right_after)
+    batch = [
+        {"user_id": "u", "item_id": "kept", "type": "view"},
+        {"user_id": "u", "item_id": "k", "type": "view"},
+    ]
+    error = assert_error(
+        writer.post("/api/v1/interactions", {"interactions": batch}), 400, "VALIDATION_ERROR"
+    )
+    assert error["details"] == {"interactions": {"1": {"item_id": ["No item 'k' in the catalog."]}}}
+    assert not Interaction.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_sharing_items_in_opposite_orders_both_go_through(world, make_key):
+    if connection.vendor != "postgresql":
+        pytest.skip("the race is PostgreSQL's (SQLite writes one transaction at a time)")
+    _, secret = make_key(permissions=["read", "write"])
+    ids = [f"i{n:03d}" for n in range(300)]
+
+    def upsert(order):
+        client = APIClient()
+        client.credentials(HTTP_X_API_KEY=secret)
+        try:
+            return client.post(ITEMS, {"items": [item(i) for i in order]}, format="json").status_code
+        finally:
+            connection.close()
+
+    upsert(ids)
+    # Each locks the rows it updates in its own order: in opposite orders they deadlocked (one a 503).
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            assert list(pool.map(upsert, [ids, ids[::-1]])) == [200, 200]
