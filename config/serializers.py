@@ -2,24 +2,36 @@
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
 class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, rather than dropping them: a caller must not believe a change
-    was made (a password sent to the user PATCH, a status to the key PATCH, a misspelt field of an
-    item) when it was silently ignored."""
+    """Fields not listed here are refused (400), not ignored."""
+
+    # A caller must not believe a change was made (a password sent to the user PATCH, a status to the
+    # key PATCH, a misspelt field of an item or a filter) when it was silently dropped.
 
     def to_internal_value(self, data: Any) -> Any:
         # Here, not in validate(): an element of a batch (a nested serializer) has no initial_data.
+        unknown = {}
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                accepted = ", ".join(name for name, field in self.fields.items() if not field.read_only)
-                raise serializers.ValidationError(
-                    {name: [f"Unknown field; this endpoint accepts: {accepted}."] for name in unknown}
-                )
-        return super().to_internal_value(data)
+            accepted = ", ".join(name for name, field in self.fields.items() if not field.read_only)
+            unknown = {
+                name: [f"Unknown field; this endpoint accepts: {accepted}."]
+                for name in sorted(set(data) - set(self.fields))
+            }
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            # Both told at once: a field missing is often the unknown one misspelt.
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
 
 
 # Deeper than any sensible document, far from the recursion limit that deeper ones would reach (the
@@ -72,6 +84,7 @@ def json_object_problem(value: object) -> str | None:
     return None
 
 
+@extend_schema_field(OpenApiTypes.OBJECT)
 class JSONObjectField(serializers.JSONField):
     def to_internal_value(self, data: object) -> dict:
         problem = json_object_problem(data)

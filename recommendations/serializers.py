@@ -37,6 +37,9 @@ class CategoriesField(serializers.ListField):
         super().__init__(max_length=50, **kwargs)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # the largest 32-bit float
+
+
 class EmbeddingField(serializers.ListField):
     child = serializers.FloatField()
 
@@ -45,8 +48,10 @@ class EmbeddingField(serializers.ListField):
 
     def to_internal_value(self, data: object) -> list[float]:
         values = super().to_internal_value(data)  # type: ignore[arg-type]
-        if not all(math.isfinite(value) for value in values):
-            raise serializers.ValidationError("Must hold finite numbers only.")
+        # The engine holds vectors as 32-bit floats: a larger value would become infinity there, and
+        # NaN in every product with it.
+        if not all(math.isfinite(value) and abs(value) <= FLOAT32_MAX for value in values):
+            raise serializers.ValidationError(f"Must hold finite numbers within ±{FLOAT32_MAX:.4g}.")
         return values
 
 
@@ -60,7 +65,7 @@ class ItemInputSerializer(StrictSerializer):
     is_active = serializers.BooleanField(required=False, default=True)
 
 
-class ItemBatchSerializer(serializers.Serializer):
+class ItemBatchSerializer(StrictSerializer):
     items = ItemInputSerializer(many=True, allow_empty=False, max_length=MAX_BATCH)  # type: ignore[call-arg]
 
     def validate_items(self, items: list[dict]) -> list[dict]:
@@ -89,6 +94,9 @@ class ItemUpdateSerializer(StrictSerializer):
 
 class ItemSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="external_id")
+    categories = serializers.ListField(child=serializers.CharField())
+    metadata = serializers.DictField()
+    embedding = serializers.ListField(child=serializers.FloatField(), allow_null=True)
 
     class Meta:
         model = Item
@@ -127,7 +135,7 @@ class UpsertResultSerializer(serializers.Serializer):
     updated = serializers.IntegerField()
 
 
-class InteractionInputSerializer(serializers.Serializer):
+class InteractionInputSerializer(StrictSerializer):
     user_id = ExternalIdField(in_paths=False)
     item_id = ExternalIdField()
     type = serializers.ChoiceField(choices=Interaction.Type.choices)
@@ -150,7 +158,7 @@ class InteractionInputSerializer(serializers.Serializer):
         return data
 
 
-class InteractionBatchSerializer(serializers.Serializer):
+class InteractionBatchSerializer(StrictSerializer):
     interactions = InteractionInputSerializer(many=True, allow_empty=False, max_length=MAX_BATCH)  # type: ignore[call-arg]
 
 
@@ -158,7 +166,7 @@ class AcceptedSerializer(serializers.Serializer):
     accepted = serializers.IntegerField()
 
 
-class RecommendationFiltersSerializer(serializers.Serializer):
+class RecommendationFiltersSerializer(StrictSerializer):
     categories = serializers.ListField(
         child=serializers.CharField(max_length=100), required=False, default=list, max_length=50
     )
@@ -167,7 +175,7 @@ class RecommendationFiltersSerializer(serializers.Serializer):
     )
 
 
-class RecommendationRequestSerializer(serializers.Serializer):
+class RecommendationRequestSerializer(StrictSerializer):
     user_id = ExternalIdField(in_paths=False)
     count = serializers.IntegerField(min_value=1, max_value=100, default=10)
     filters = RecommendationFiltersSerializer(required=False)

@@ -162,6 +162,7 @@ class ItemViewSet(TenantScopedViewSet):
 @extend_schema(tags=["catalog"])
 class InteractionViewSet(TenantScopedViewSet):
     queryset = Item.objects.none()
+    serializer_class = InteractionInputSerializer  # what OPTIONS describes
     read_roles = ALL_ROLES
     write_roles = WRITERS
     api_key_permission = "write"
@@ -197,6 +198,7 @@ class InteractionViewSet(TenantScopedViewSet):
 @extend_schema(tags=["recommendations"])
 class RecommendationViewSet(TenantScopedViewSet):
     queryset = Item.objects.none()
+    serializer_class = RecommendationRequestSerializer  # what OPTIONS describes
     read_roles = write_roles = ALL_ROLES  # asking for recommendations is a read, for viewers too
 
     @staticmethod

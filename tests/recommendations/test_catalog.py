@@ -70,8 +70,9 @@ class TestUpsert:
     )
     def test_an_error_of_the_batch_field_itself_is_not_an_items_error(self, world, writer, body, message):
         error = assert_error(writer.post(ITEMS, body), 400, "VALIDATION_ERROR")
-        assert error["details"] == {"items": [message]}
-        assert error["message"] == f"items: {message}"
+        unknown = ["Unknown field; this endpoint accepts: items."]
+        assert error["details"] == {"items": [message], **{name: unknown for name in body if name != "items"}}
+        assert error["message"].startswith(f"items: {message}")
 
     @pytest.mark.parametrize(
         "body",
@@ -267,6 +268,52 @@ def test_misspelt_or_unknown_item_fields_are_refused_not_dropped(world, writer):
     assert "titel" in error["details"]
     read = writer.get(f"{ITEMS}/ok").json()  # an item as read may be sent back, changed
     assert writer.patch(f"{ITEMS}/ok", {**read, "title": "Better"}, format="json").json()["title"] == "Better"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "unknown"),
+    [
+        (ITEMS, {"items": [item("a")], "foo": 1}, ["foo"]),
+        (
+            "/api/v1/interactions",
+            {"user_id": "u", "item_id": "a", "type": "view", "timestmap": "x"},
+            ["timestmap"],
+        ),
+        (
+            "/api/v1/interactions",
+            {"interactions": [{"user_id": "u", "item_id": "a", "type": "view"}], "x": 1},
+            ["x"],
+        ),
+        ("/api/v1/recommendations", {"user_id": "u", "exclude_sen": False}, ["exclude_sen"]),
+        ("/api/v1/recommendations", {"user_id": "u", "filters": {"category": ["x"]}}, ["filters"]),
+    ],
+)
+def test_misspelt_fields_of_every_write_are_refused_not_dropped(world, writer, path, body, unknown):
+    writer.post(ITEMS, {"items": [item("a")]})
+    error = assert_error(writer.post(path, body, format="json"), 400, "VALIDATION_ERROR")
+    assert list(error["details"]) == unknown
+    assert not Interaction.objects.exists()
+
+
+@pytest.mark.parametrize("value", [3.5e38, -1e39])
+def test_an_embedding_value_beyond_32_bit_floats_is_refused(world, writer, value):
+    error = assert_error(
+        writer.post(ITEMS, {"items": [item("big", embedding=[value, 1.0])]}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert "embedding" in error["details"]["items"]["0"]
+    assert (
+        writer.post(ITEMS, {"items": [item("big", embedding=[3.4e38, 1.0])]}, format="json").status_code
+        == 200
+    )
+
+
+@pytest.mark.parametrize("path", [ITEMS, "/api/v1/interactions", "/api/v1/recommendations"])
+def test_options_describes_the_endpoint(world, writer, path):
+    response = writer.options(path)
+    assert response.status_code == 200, response.content
+    assert response.json()["name"]
 
 
 class TestConcurrentWrites:

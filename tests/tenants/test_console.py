@@ -430,9 +430,7 @@ def test_a_user_moved_to_another_tenant_loses_its_sessions(console, world, clien
     tokens = client_for(world.developer)
     url = f"/admin/accounts/user/{world.developer.id}/change/"
     form = console.get(url).context["adminform"].form
-    data = {
-        name: value for name, value in form.initial.items() if value is not None and name != "password"
-    }
+    data = {name: value for name, value in form.initial.items() if value is not None and name != "password"}
     data.update(tenant=str(world.other_tenant.id), groups=[], user_permissions=[], is_active="on")
     data.update({"sessions-TOTAL_FORMS": "0", "sessions-INITIAL_FORMS": "0"})
     assert console.post(url, data).status_code == 302
