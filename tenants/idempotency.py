@@ -54,22 +54,33 @@ def idempotency_begin(*, request: Request) -> IdempotencyRecord | None:
         raise exceptions.ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
     now = timezone.now()
     fingerprint = _request_hash(request)
-    try:
+    record = None
+    # A claim freed between the two statements (its request failed, or the record expired and was
+    # pruned) is gone by the second: the key is claimed again.
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                return IdempotencyRecord.objects.create(
+                    tenant=request.tenant, key=key, request_hash=fingerprint, expires_at=now + KEEP
+                )
+        except IntegrityError:
+            pass
         with transaction.atomic():
-            return IdempotencyRecord.objects.create(
-                tenant=request.tenant, key=key, request_hash=fingerprint, expires_at=now + KEEP
+            record = (
+                IdempotencyRecord.objects.select_for_update().filter(tenant=request.tenant, key=key).first()
             )
-    except IntegrityError:
-        pass
-    with transaction.atomic():
-        record = IdempotencyRecord.objects.select_for_update().get(tenant=request.tenant, key=key)
-        expired = record.expires_at <= now
-        abandoned = record.status_code is None and record.created_at <= now - STALE_CLAIM
-        if expired or abandoned:
-            record.request_hash, record.status_code, record.response_body = fingerprint, None, None
-            record.created_at, record.expires_at = now, now + KEEP
-            record.save()
-            return record
+            if record is None:
+                continue
+            expired = record.expires_at <= now
+            abandoned = record.status_code is None and record.created_at <= now - STALE_CLAIM
+            if expired or abandoned:
+                record.request_hash, record.status_code, record.response_body = fingerprint, None, None
+                record.created_at, record.expires_at = now, now + KEEP
+                record.save()
+                return record
+        break
+    if record is None:
+        raise Conflict("A request with this Idempotency-Key is being claimed and freed; retry later.")
     if record.request_hash != fingerprint:
         raise IdempotencyKeyReused()
     if record.status_code is None:

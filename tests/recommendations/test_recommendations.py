@@ -338,6 +338,32 @@ def test_idempotency_records_expire_after_their_24_hours(world):
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["fresh"]
 
 
+def test_a_claim_freed_between_insert_and_read_is_claimed_again(world, make_key, monkeypatch):
+    from django.db import IntegrityError
+
+    _, secret = make_key()
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=secret)
+    create = IdempotencyRecord.objects.create
+    calls = []
+
+    def taken_then_freed(**fields):
+        # The first insert meets another request's claim, which that request frees (it failed)
+        # before this one reads it.
+        calls.append(fields["key"])
+        if len(calls) == 1:
+            raise IntegrityError("duplicate key value violates unique constraint")
+        return create(**fields)
+
+    monkeypatch.setattr(IdempotencyRecord.objects, "create", taken_then_freed)
+    body = {"items": [{"id": "a", "title": "A"}]}
+    response = client.post("/api/v1/items", body, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    assert response.status_code == 200, response.content
+    assert calls == ["k1", "k1"]
+    replay = client.post("/api/v1/items", body, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    assert replay["Idempotent-Replayed"] == "true" and replay.json() == response.json()
+
+
 def test_the_weighted_sum_of_neighbour_rows_equals_scipys():
     import numpy as np
     from scipy import sparse
