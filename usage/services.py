@@ -613,20 +613,34 @@ def raw_retention_start() -> datetime:
 
 
 def usage_partitions_ensure(*, months_ahead: int = 2) -> list[str]:
-    """Creates the monthly partitions of usage_logs from this month to `months_ahead` on (PostgreSQL)."""
+    """Creates the monthly partitions of usage_logs from this month to `months_ahead` on (PostgreSQL).
+    Rows the default partition caught for a month without one (beat stopped for months, a host whose
+    clock ran ahead) move into it: PostgreSQL refuses a partition for a range the default holds rows of."""
     if connection.vendor != "postgresql":
         return []
     created = []
     first = month_start(timezone.now().date())
-    with connection.cursor() as cursor:
-        for _ in range(months_ahead + 1):
-            name = f"usage_logs_p{first:%Y_%m}"
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF usage_logs "
-                f"FOR VALUES FROM ('{first:%Y-%m-%d}') TO ('{next_month(first):%Y-%m-%d}')"
-            )
-            created.append(name)
-            first = next_month(first)
+    for _ in range(months_ahead + 1):
+        name, bounds = (
+            f"usage_logs_p{first:%Y_%m}",
+            f"('{first:%Y-%m-%d}') TO ('{next_month(first):%Y-%m-%d}')",
+        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('usage_partitions_ensure'))")
+            cursor.execute("SELECT to_regclass(%s)", [name])
+            if cursor.fetchone()[0] is None:
+                cursor.execute(
+                    f"CREATE TABLE {name} (LIKE usage_logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                )
+                cursor.execute(
+                    "WITH moved AS (DELETE FROM usage_logs_default "
+                    'WHERE "timestamp" >= %s AND "timestamp" < %s RETURNING *) '
+                    f"INSERT INTO {name} SELECT * FROM moved",
+                    [_midnight(first), _midnight(next_month(first))],
+                )
+                cursor.execute(f"ALTER TABLE usage_logs ATTACH PARTITION {name} FOR VALUES FROM {bounds}")
+        created.append(name)
+        first = next_month(first)
     return created
 
 

@@ -6,6 +6,7 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from io import StringIO
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
@@ -393,6 +394,28 @@ class TestPartitions:
         assert UsageLog.objects.count() == 2
         services.usage_rollup(day=cutoff.date())
         assert DailyUsage.objects.get(tenant=world.tenant, day=cutoff.date()).requests == 2
+
+    @pytest.mark.skipif("connection.vendor != 'postgresql'")
+    def test_a_month_the_default_partition_caught_gets_its_partition_and_its_rows(self, world, settings):
+        settings.USAGE_RAW_RETENTION_DAYS = 30
+        later = timezone.now() + timedelta(days=130)  # beyond the partitions made so far
+        events.usage_rows_insert(
+            [event(world.tenant, later), event(world.tenant, later + timedelta(seconds=1))]
+        )
+        old = timezone.now() - timedelta(days=300)
+        events.usage_rows_insert([event(world.tenant, old)])  # in the default partition too
+        with mock.patch("django.utils.timezone.now", return_value=later):
+            created = services.usage_partitions_ensure()
+            services.usage_partitions_prune()
+        assert created[0] == f"usage_logs_p{later:%Y_%m}"
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {created[0]}")
+            assert cursor.fetchone()[0] == 2
+            cursor.execute("SELECT count(*) FROM usage_logs_default")
+            assert cursor.fetchone()[0] == 0  # the month moved out, the old row pruned
+        assert UsageLog.objects.count() == 2
+        events.usage_rows_insert([event(world.tenant, later + timedelta(seconds=2))])
+        assert UsageLog.objects.filter(timestamp__gte=later).count() == 3
 
     @pytest.mark.skipif("connection.vendor != 'postgresql'")
     def test_partitions_are_created_ahead(self, db):
