@@ -4,7 +4,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
+from rest_framework import exceptions
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
@@ -37,7 +38,10 @@ def bearer_credential(header: str) -> str | None:
 
 class ContentNegotiation(DefaultContentNegotiation):
     """DRF's negotiation, with a shortcut for what nearly every client sends (no Accept header, or
-    `*/*`): the view's first renderer, as DRF would choose it, without parsing the header."""
+    `*/*`): the view's first renderer, as DRF would choose it, without parsing the header.
+    A refusal (406, or 404 for an unknown `?format=`) is held until the request is authenticated, as
+    the body's size is: DRF negotiates first, and the refused request would skip the credential's
+    check, the tenant's limits and its usage."""
 
     def select_renderer(
         self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
@@ -51,16 +55,24 @@ class ContentNegotiation(DefaultContentNegotiation):
             and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
         ):
             return first, first.media_type
-        return super().select_renderer(request, renderers, format_suffix)
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except (exceptions.NotAcceptable, Http404) as refusal:
+            if first is None:
+                raise
+            request._request.negotiation_refused = refusal  # type: ignore[attr-defined]
+            return first, first.media_type
 
 
-class BodyLimit(BaseThrottle):
-    """The refusal config.middleware.BodySizeLimitMiddleware left for an /api/ request, made here:
-    DRF's throttles are the one step every view takes after authentication (which counts and
-    rate-limits a tenant's request) and before anything reads the body."""
+class HeldRefusals(BaseThrottle):
+    """The refusals held for an /api/ request until it is authenticated, made here: the body's size
+    (config.middleware.BodySizeLimitMiddleware) and the negotiation of its answer. DRF's throttles are
+    the one step every view takes after authentication (which counts and rate-limits a tenant's
+    request) and before anything reads the body."""
 
     def allow_request(self, request: Request, view: "APIView") -> bool:
-        refused = getattr(request._request, "body_refused", None)
-        if refused is not None:
-            raise refused
+        for name in ("body_refused", "negotiation_refused"):
+            refused = getattr(request._request, name, None)
+            if refused is not None:
+                raise refused
         return True

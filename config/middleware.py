@@ -108,7 +108,7 @@ class PagesMessageMiddleware(PagesOnlyMixin, MessageMiddleware):
 
 class BodySizeLimitMiddleware:
     """Refuses a body over MAX_REQUEST_BODY_BYTES before anything reads it (DRF's parsers would not).
-    Under /api/ the refusal waits for DRF's authentication (config.http.BodyLimit), so that a tenant's
+    Under /api/ the refusal waits for DRF's authentication (config.http.HeldRefusals), so that a tenant's
     credential gets it counted and rate-limited like any other answer; nothing reads the body before."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:

@@ -311,7 +311,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Not a throttle (the tenant limiter runs in authentication): the refusal of a body too large.
-    "DEFAULT_THROTTLE_CLASSES": ["config.http.BodyLimit"],
+    "DEFAULT_THROTTLE_CLASSES": ["config.http.HeldRefusals"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.http.ContentNegotiation",

@@ -18,7 +18,7 @@ from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
-from rest_framework.test import APIRequestFactory
+from rest_framework.test import APIClient, APIRequestFactory
 
 from config.http import ContentNegotiation
 from config.logging import JsonFormatter
@@ -321,7 +321,8 @@ class TestContentNegotiation:
                     renderer, media_type = negotiation.select_renderer(request, renderers)
                 except (NotAcceptable, Http404) as exc:
                     return exc.__class__
-                return renderer, media_type
+                held = request._request.__dict__.pop("negotiation_refused", None)  # raised after auth
+                return held.__class__ if held is not None else (renderer, media_type)
 
             assert choice(ContentNegotiation()) == choice(DefaultContentNegotiation())
 
@@ -331,6 +332,22 @@ class TestContentNegotiation:
             response = client.get("/api/v1/auth/me", **headers)
             assert response.status_code == 200 and response["Content-Type"] == "application/json"
         assert_error(client.get("/api/v1/auth/me", HTTP_ACCEPT="text/html"), 406, "NOT_ACCEPTABLE")
+
+    def test_a_refused_negotiation_comes_after_the_credential_and_is_counted(
+        self, world, make_key, client_for
+    ):
+        _, secret = make_key()
+        for accept, query in (("application/xml", ""), ("*/*", "?format=xml")):
+            bogus = APIClient()
+            bogus.credentials(HTTP_X_API_KEY="rk_bogus")
+            assert_error(bogus.get(f"/api/v1/items{query}", HTTP_ACCEPT=accept), 401, "AUTHENTICATION_FAILED")
+            key = APIClient()
+            key.credentials(HTTP_X_API_KEY=secret)
+            refused = key.get(f"/api/v1/items{query}", HTTP_ACCEPT=accept)
+            assert refused.status_code in (404, 406) and refused["Content-Type"] == "application/json"
+            assert refused["X-RateLimit-Remaining"]
+        usage = client_for(world.admin).get("/api/v1/usage").json()
+        assert usage["totals"] == {"requests": 2, "errors": 2, "rate_limited": 0}
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
