@@ -19,7 +19,7 @@ from tenants import services
 from tenants.models import AuditEntry, Tenant
 from usage.admin import RateLimitInline
 from usage.models import DailyUsage, RateLimit, UsageLog
-from usage.reports import usage_chart_svg, usage_month_to_date, usage_recent_days
+from usage.reports import raw_usage_start, usage_chart_svg, usage_month_to_date, usage_recent_days
 from usage.services import rate_limits_set
 
 CONSOLE = AuditEntry.Source.CONSOLE
@@ -237,7 +237,7 @@ class TenantAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Subqueries, not joins: one query for the whole page, whatever the number of rows.
         month_start = timezone.now().date().replace(day=1)
-        today = datetime.combine(timezone.now().date(), datetime.min.time(), tzinfo=UTC)
+        live_since = max(raw_usage_start(), datetime.combine(month_start, datetime.min.time(), tzinfo=UTC))
         users = (
             User.objects.filter(tenant=OuterRef("pk"), is_active=True)
             .values("tenant")
@@ -251,13 +251,13 @@ class TenantAdmin(admin.ModelAdmin):
             .values("n")
         )
         rolled = (
-            DailyUsage.objects.filter(tenant=OuterRef("pk"), day__gte=month_start, day__lt=today.date())
+            DailyUsage.objects.filter(tenant=OuterRef("pk"), day__gte=month_start, day__lt=live_since.date())
             .values("tenant")
             .annotate(n=Sum("requests"))
             .values("n")
         )
         live = (
-            UsageLog.objects.filter(tenant=OuterRef("pk"), timestamp__gte=today)
+            UsageLog.objects.filter(tenant=OuterRef("pk"), timestamp__gte=live_since)
             .values("tenant")
             .annotate(n=Count("id"))
             .values("n")

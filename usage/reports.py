@@ -6,6 +6,7 @@ from html import escape
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
@@ -22,24 +23,35 @@ class DayUsage:
     errors: int
 
 
+def raw_usage_start() -> datetime:
+    """Where the console stops reading rollups and counts raw rows: yesterday's midnight, as the
+    hourly rollup may not yet hold yesterday's last stretch."""
+    yesterday = timezone.now().date() - timedelta(days=1)
+    return datetime.combine(yesterday, datetime.min.time(), tzinfo=UTC)
+
+
 def usage_recent_days(*, tenant: Tenant, days: int = 30) -> list[DayUsage]:
-    """Requests and errors per day: past days from the rollups, today from the raw rows."""
+    """Requests and errors per day: earlier days from the rollups, yesterday and today from the raw rows."""
     today = timezone.now().date()
     first = today - timedelta(days=days - 1)
+    since = raw_usage_start()
     rolled = {
         row["day"]: row
-        for row in DailyUsage.objects.filter(tenant=tenant, day__gte=first, day__lt=today)
+        for row in DailyUsage.objects.filter(tenant=tenant, day__gte=first, day__lt=since.date())
         .values("day")
         .annotate(requests=Sum("requests"), errors=Sum("errors"))
     }
-    midnight = datetime.combine(today, datetime.min.time(), tzinfo=UTC)
-    live = UsageLog.objects.filter(tenant=tenant, timestamp__gte=midnight).aggregate(
-        requests=Count("id"), errors=Count("id", filter=ERRORS)
-    )
+    live = {
+        row["day"]: row
+        for row in UsageLog.objects.filter(tenant=tenant, timestamp__gte=since)
+        .annotate(day=TruncDate("timestamp", tzinfo=UTC))
+        .values("day")
+        .annotate(requests=Count("id"), errors=Count("id", filter=ERRORS))
+    }
     result = []
     for offset in range(days):
         day = first + timedelta(days=offset)
-        row = live if day == today else rolled.get(day, {})
+        row = (live if day >= since.date() else rolled).get(day, {})
         result.append(DayUsage(day=day, requests=row.get("requests") or 0, errors=row.get("errors") or 0))
     return result
 

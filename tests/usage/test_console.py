@@ -52,3 +52,19 @@ def test_usage_and_invoices_have_read_only_lists(console, world):
         assert console.get(f"/admin/usage/{model}/").status_code == 200
         assert console.get(f"/admin/usage/{model}/add/").status_code == 403
     assert "49.00 USD" in console.get("/admin/usage/invoice/").content.decode()
+
+
+def test_yesterdays_requests_after_its_last_rollup_are_shown(console, world):
+    from usage import services
+    from usage.reports import usage_recent_days
+
+    now = timezone.now()
+    yesterday = now.date() - timedelta(days=1)
+    late = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(minutes=10)  # 23:50
+    events.usage_rows_insert([event(world.tenant, late - timedelta(minutes=20))])
+    services.usage_rollup(day=yesterday)  # the hourly rollup at 23:30
+    events.usage_rows_insert([event(world.tenant, late)])  # a request at 23:50, rolled up next hour
+    days = {day.day: day.requests for day in usage_recent_days(tenant=world.tenant)}
+    assert days[yesterday] == 2
+    page = console.get("/admin/tenants/tenant/").content.decode()
+    assert f'<td class="field-requests_this_month">{2 if yesterday.month == now.month else 0}</td>' in page
