@@ -584,6 +584,28 @@ def test_a_refusal_of_every_row_is_the_databases_and_the_batch_waits(world, buff
 
 
 @pytest.mark.redis
+def test_a_lone_event_refused_with_every_row_waits_too(world, buffer, client_for, settings):
+    settings.USAGE_FLUSH_BATCH_SIZE = 1  # a quiet hour: each flush takes one event
+    with connection.cursor() as cursor:  # a constraint a deploy added that no event meets yet
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE usage_logs ADD CONSTRAINT not_yet CHECK (latency_ms < 0) NOT VALID")
+        else:
+            cursor.execute(
+                "CREATE TRIGGER not_yet BEFORE INSERT ON usage_logs BEGIN SELECT RAISE(ABORT, 'no'); END"
+            )
+    buffer.rpush(events.BUFFER_KEY, json.dumps(event(world.tenant)))
+    with pytest.raises(DatabaseError):
+        services.usage_flush()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE usage_logs DROP CONSTRAINT not_yet")
+        else:
+            cursor.execute("DROP TRIGGER not_yet")
+    assert buffer.llen(events.DEAD_LETTER_KEY) == 0 and buffer.zcard(events.INFLIGHT_INDEX_KEY) == 1
+    assert client_for(world.admin).get("/api/v1/usage").json()["totals"]["requests"] == 1
+
+
+@pytest.mark.redis
 def test_a_database_that_cannot_take_rows_at_all_leaves_the_batch_in_flight(world, buffer, client_for):
     batch = [event(world.tenant) for _ in range(3)]
     buffer.rpush(events.BUFFER_KEY, *map(json.dumps, batch))
