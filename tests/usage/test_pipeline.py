@@ -559,25 +559,31 @@ def test_a_row_the_database_refuses_is_set_aside_alone(world, buffer):
     assert UsageLog.objects.filter(status_code=418).count() == 1 and buffer.llen(events.DEAD_LETTER_KEY) == 0
 
 
-@pytest.mark.redis
-def test_a_refusal_of_every_row_is_the_databases_and_the_batch_waits(world, buffer, client_for):
-    with connection.cursor() as cursor:  # as a constraint a deploy added that no event meets yet
-        if connection.vendor == "postgresql":
+def refuse_every_row(on: bool) -> None:
+    """As a constraint a deploy added that no event meets yet: the database refuses every row."""
+    postgresql = connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        if on and postgresql:
             cursor.execute("ALTER TABLE usage_logs ADD CONSTRAINT not_yet CHECK (latency_ms < 0) NOT VALID")
-        else:
+        elif on:
             cursor.execute(
                 "CREATE TRIGGER not_yet BEFORE INSERT ON usage_logs BEGIN SELECT RAISE(ABORT, 'no'); END"
             )
+        elif postgresql:
+            cursor.execute("ALTER TABLE usage_logs DROP CONSTRAINT not_yet")
+        else:
+            cursor.execute("DROP TRIGGER not_yet")
+
+
+@pytest.mark.redis
+def test_a_refusal_of_every_row_is_the_databases_and_the_batch_waits(world, buffer, client_for):
+    refuse_every_row(True)
     buffer.rpush(events.BUFFER_KEY, *(json.dumps(event(world.tenant)) for _ in range(3)), b"{not json")
     with pytest.raises(DatabaseError):
         services.usage_flush()
     with pytest.raises(DatabaseError):
         services.usage_flush(recover_all=True)  # taken again: still nothing set aside twice
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE usage_logs DROP CONSTRAINT not_yet")
-        else:
-            cursor.execute("DROP TRIGGER not_yet")
+    refuse_every_row(False)
     assert buffer.llen(events.DEAD_LETTER_KEY) == 0 and buffer.zcard(events.INFLIGHT_INDEX_KEY) == 1
     assert client_for(world.admin).get("/api/v1/usage").json()["totals"]["requests"] == 3
     assert buffer.lrange(events.DEAD_LETTER_KEY, 0, -1) == [b"{not json"]  # once, with the batch
@@ -586,21 +592,11 @@ def test_a_refusal_of_every_row_is_the_databases_and_the_batch_waits(world, buff
 @pytest.mark.redis
 def test_a_lone_event_refused_with_every_row_waits_too(world, buffer, client_for, settings):
     settings.USAGE_FLUSH_BATCH_SIZE = 1  # a quiet hour: each flush takes one event
-    with connection.cursor() as cursor:  # a constraint a deploy added that no event meets yet
-        if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE usage_logs ADD CONSTRAINT not_yet CHECK (latency_ms < 0) NOT VALID")
-        else:
-            cursor.execute(
-                "CREATE TRIGGER not_yet BEFORE INSERT ON usage_logs BEGIN SELECT RAISE(ABORT, 'no'); END"
-            )
+    refuse_every_row(True)
     buffer.rpush(events.BUFFER_KEY, json.dumps(event(world.tenant)))
     with pytest.raises(DatabaseError):
         services.usage_flush()
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE usage_logs DROP CONSTRAINT not_yet")
-        else:
-            cursor.execute("DROP TRIGGER not_yet")
+    refuse_every_row(False)
     assert buffer.llen(events.DEAD_LETTER_KEY) == 0 and buffer.zcard(events.INFLIGHT_INDEX_KEY) == 1
     assert client_for(world.admin).get("/api/v1/usage").json()["totals"]["requests"] == 1
 
