@@ -310,7 +310,8 @@ REST_FRAMEWORK = {
         "accounts.authentication.JWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # Not a throttle (the tenant limiter runs in authentication): the refusal of a body too large.
+    # Not a throttle (the tenant limiter runs in authentication): refusals held until authentication
+    # (a body too large, an answer no renderer can give).
     "DEFAULT_THROTTLE_CLASSES": ["config.http.HeldRefusals"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
