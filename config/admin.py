@@ -54,22 +54,36 @@ class ConsoleSite(admin.AdminSite):
             response["Retry-After"] = str(max(1, math.ceil(refused.wait or 1)))
             return response
 
+    def password_change(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
+        """Django's page; once the password is changed, the user's API sessions end, as after
+        `POST /api/v1/auth/password` (Django keeps the console's own session)."""
+        from accounts.services import sessions_end_all
+
+        response = super().password_change(request, extra_context)
+        if request.method == "POST" and response.status_code == 302:
+            sessions_end_all(user=request.user, reason="password_changed")  # type: ignore[arg-type]
+        return response
+
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
         from tenants.models import AuditEntry, Tenant
         from usage.models import DailyUsage, UsageLog
+        from usage.reports import raw_usage_start
 
         if not request.user.has_perm("tenants.view_tenant"):
             # The business's figures are for the staff roles that may look at tenants.
             return super().index(request, extra_context)
         today = timezone.now().date()
         midnight = datetime.combine(today, datetime.min.time(), tzinfo=UTC)
-        month = DailyUsage.objects.filter(day__gte=today.replace(day=1), day__lt=today)
+        live_since = max(
+            raw_usage_start(), datetime.combine(today.replace(day=1), datetime.min.time(), tzinfo=UTC)
+        )
+        month = DailyUsage.objects.filter(day__gte=today.replace(day=1), day__lt=live_since.date())
         top = {
             row["tenant"]: row["requests"]
             for row in month.values("tenant").annotate(requests=Sum("requests"))
         }
         for row in (
-            UsageLog.objects.filter(timestamp__gte=midnight).values("tenant").annotate(requests=Count("id"))
+            UsageLog.objects.filter(timestamp__gte=live_since).values("tenant").annotate(requests=Count("id"))
         ):
             top[row["tenant"]] = top.get(row["tenant"], 0) + row["requests"]
         leaders = sorted(top.items(), key=lambda pair: -pair[1])[:5]

@@ -4,7 +4,9 @@ import logging
 import math
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import SuspiciousOperation, TooManyFieldsSent
 from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
@@ -140,6 +142,12 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        exc = exceptions.ValidationError([f"Too many query or form fields: at most {limit:,} are read."])
+    elif isinstance(exc, SuspiciousOperation):
+        # Django's other refusals of a request it will not read: the caller's fault, not ours.
+        exc = exceptions.ValidationError(["The request cannot be read."])
     elif isinstance(exc, DataError):
         # A value the database cannot take or compare (out of its type's range, a NUL in a text): the
         # input's fault, whatever check let it through.

@@ -4,6 +4,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.http import Http404, HttpRequest
 from rest_framework import exceptions
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -48,16 +49,17 @@ class ContentNegotiation(DefaultContentNegotiation):
     ) -> tuple[BaseRenderer, str]:
         renderers = list(renderers)
         first = renderers[0] if renderers else None
-        if (
-            first is not None
-            and request.META.get("HTTP_ACCEPT", "*/*") == "*/*"
-            and not format_suffix
-            and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
-        ):
-            return first, first.media_type
         try:
+            if (
+                first is not None
+                and request.META.get("HTTP_ACCEPT", "*/*") == "*/*"
+                and not format_suffix
+                and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
+            ):
+                return first, first.media_type
             return super().select_renderer(request, renderers, format_suffix)
-        except (exceptions.NotAcceptable, Http404) as refusal:
+        except (exceptions.NotAcceptable, Http404, SuspiciousOperation) as refusal:
+            # SuspiciousOperation: a query string Django refuses to read (more than 1,000 fields).
             if first is None:
                 raise
             request._request.negotiation_refused = refusal  # type: ignore[attr-defined]

@@ -42,13 +42,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+def _one_line(text: str) -> str:
+    """A request's path or header may hold line breaks: escaped, they cannot forge a line of the log."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = f"{_timestamp(record)} {record.levelname:<7} [{getattr(record, 'trace_id', None) or '-'}] "
-        text += f"{record.name}: {record.getMessage()}"
+        text += f"{record.name}: {_one_line(record.getMessage())}"
         context = getattr(record, "context", None)
         if context:
-            text += " " + " ".join(f"{key}={value}" for key, value in context.items())
+            text += " " + " ".join(f"{key}={_one_line(str(value))}" for key, value in context.items())
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text

@@ -21,12 +21,12 @@ from config.routes import route_pattern
 access_logger = logging.getLogger("access")
 error_logger = logging.getLogger("config.errors")
 
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: `$` would let a final \n by
 
 
 def _request_id(request: HttpRequest) -> str:
     offered = request.META.get("HTTP_X_REQUEST_ID", "")
-    return offered if _SANE_REQUEST_ID.match(offered) else str(uuid.uuid4())
+    return offered if _SANE_REQUEST_ID.fullmatch(offered) else str(uuid.uuid4())
 
 
 def _principal(request: HttpRequest) -> dict:

@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
 from config.http import ContentNegotiation
-from config.logging import JsonFormatter
+from config.logging import ConsoleFormatter, JsonFormatter
 from tests.conftest import assert_error
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ class TestRequestId:
     def test_it_echoes_a_sane_one(self, api, db):
         assert api.get("/health", HTTP_X_REQUEST_ID="abc-123.x_y:z")["X-Request-ID"] == "abc-123.x_y:z"
 
-    @pytest.mark.parametrize("insane", ["a" * 200, "has space", "new\nline", "<script>"])
+    @pytest.mark.parametrize("insane", ["a" * 200, "has space", "new\nline", "<script>", "trailing\n"])
     def test_it_replaces_an_insane_one(self, api, db, insane):
         response = api.get("/health", HTTP_X_REQUEST_ID=insane)
         assert uuid.UUID(response["X-Request-ID"])
@@ -183,6 +183,14 @@ class TestSecurityHeaders:
 
 
 class TestLogging:
+    def test_the_console_format_keeps_a_request_on_one_line(self, world, api, caplog):
+        with caplog.at_level(logging.INFO, logger="access"):
+            api.get("/nothing%0D%0A2026-11-23T00:00:00.000Z INFO fake")
+        record = next(record for record in caplog.records if record.name == "access")
+        line = ConsoleFormatter().format(record)
+        assert "\n" not in line and "\r" not in line
+        assert "/nothing\\r\\n2026-11-23" in line
+
     def test_one_json_line_per_request_with_its_context(self, world, client_for, caplog):
         client = client_for(world.admin)
         with caplog.at_level(logging.INFO, logger="access"):
@@ -438,3 +446,15 @@ class TestPreparedStatements:
         assert result.returncode == 0, result.stderr
         assert ("'prepare_threshold': 5" in result.stdout) is prepared
         assert ("'server_side_binding': True" in result.stdout) is prepared
+
+
+def test_a_query_string_of_too_many_fields_is_a_400_counted_for_the_tenant(world, api, make_key, client_for):
+    query = "&".join(["a=1"] * 1001)
+    assert_error(api.get(f"/health?{query}"), 400, "VALIDATION_ERROR")
+    _, secret = make_key()
+    key = APIClient()
+    key.credentials(HTTP_X_API_KEY=secret)
+    refused = key.get(f"/api/v1/items?{query}")
+    assert "fields" in assert_error(refused, 400, "VALIDATION_ERROR")["message"]
+    assert refused["X-RateLimit-Remaining"]
+    assert client_for(world.admin).get("/api/v1/usage").json()["totals"]["errors"] == 1

@@ -398,3 +398,11 @@ def test_batches_sharing_items_in_opposite_orders_both_go_through(world, make_ke
     for _ in range(3):
         with ThreadPoolExecutor(max_workers=2) as pool:
             assert list(pool.map(upsert, [ids, ids[::-1]])) == [200, 200]
+
+
+def test_a_body_of_many_made_up_fields_gets_a_short_answer(world, writer):
+    body = {"user_id": "u", **{f"k{n}": 1 for n in range(5000)}}
+    response = writer.post("/api/v1/recommendations", body, format="json")
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert list(error["details"]) == [f"k{n}" for n in range(10)]
+    assert len(response.content) < 3000

@@ -438,3 +438,21 @@ def test_a_user_moved_to_another_tenant_loses_its_sessions(console, world, clien
     assert world.developer.tenant_id == world.other_tenant.id
     assert tokens.get("/api/v1/auth/me").status_code == 401
     assert UserSession.objects.get(user=world.developer).end_reason == "moved"
+
+
+def test_a_password_changed_in_the_console_ends_the_users_api_sessions(world, client_for):
+    tokens = client_for(world.staff)
+    assert tokens.get("/api/admin/tenants").status_code == 200
+    console = Client()
+    console.force_login(world.staff)
+    response = console.post(
+        "/admin/password_change/",
+        {
+            "old_password": PASSWORD,
+            "new_password1": "Changed-in-console-42",
+            "new_password2": "Changed-in-console-42",
+        },
+    )
+    assert response.status_code == 302
+    assert tokens.get("/api/admin/tenants").status_code == 401
+    assert console.get("/admin/").status_code == 200  # the console's own session stays

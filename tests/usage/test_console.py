@@ -66,5 +66,8 @@ def test_yesterdays_requests_after_its_last_rollup_are_shown(console, world):
     events.usage_rows_insert([event(world.tenant, late)])  # a request at 23:50, rolled up next hour
     days = {day.day: day.requests for day in usage_recent_days(tenant=world.tenant)}
     assert days[yesterday] == 2
+    this_month = 2 if yesterday.month == now.month else 0
     page = console.get("/admin/tenants/tenant/").content.decode()
-    assert f'<td class="field-requests_this_month">{2 if yesterday.month == now.month else 0}</td>' in page
+    assert f'<td class="field-requests_this_month">{this_month}</td>' in page
+    top = console.get("/admin/").context["top_tenants"]
+    assert [row["requests"] for row in top] == ([this_month] if this_month else [])
