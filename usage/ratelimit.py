@@ -13,11 +13,11 @@ from functools import cache
 
 import redis
 from django.conf import settings
+from django.db import connection, transaction
 from django.http import HttpRequest
 from prometheus_client import Counter, Histogram
 
 from config.exceptions import RateLimitExceeded
-from config.transactions import now_and_after_commit
 from usage.limits import WINDOWS, Limits
 from usage.redis_calls import BUCKETS_SCRIPT, redis_call
 
@@ -332,15 +332,20 @@ def tenant_marks_renew(tenant_id: str, *, catalog: bool = False, model: bool = F
     tenant's next request. Inside a transaction this is done again once it has committed, so that
     what a process read in between is dropped too."""
     fields = (CATALOG_MARK_FIELD,) * catalog + (MODEL_MARK_FIELD,) * model
-    now_and_after_commit(lambda: _marks_renew(tenant_id, fields))
+    if connection.in_atomic_block:
+        _marks_renew(tenant_id, fields, holding_locks=True)
+        transaction.on_commit(lambda: _marks_renew(tenant_id, fields, holding_locks=False))
+    else:
+        _marks_renew(tenant_id, fields, holding_locks=False)
 
 
-def _marks_renew(tenant_id: str, fields: tuple[str, ...]) -> None:
-    """Like the limiter, skips Redis for a moment after it failed: a write does not wait for its
-    timeout (twice, the first time holding its locks), and what is kept under a mark is trusted
-    for a bounded time anyway (MARKS_TRUST_SECONDS)."""
+def _marks_renew(tenant_id: str, fields: tuple[str, ...], *, holding_locks: bool) -> None:
+    """While the limiter skips Redis after a failure, a write holding its locks does not wait for
+    Redis's timeout; once committed it tries all the same: a renewal skipped then would leave every
+    process, the writer's included, on the old catalog until what they keep expires
+    (MARKS_TRUST_SECONDS), though Redis may well be answering again."""
     global _open_until
-    if time.monotonic() < _open_until:
+    if holding_locks and time.monotonic() < _open_until:
         return
     if not _fields_renew({tenant_id}, fields):
         _open_until = time.monotonic() + BACKOFF_SECONDS

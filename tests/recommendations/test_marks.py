@@ -212,8 +212,8 @@ def test_a_write_renews_its_mark_again_once_committed(world, writer, django_capt
     assert after.catalog != during.catalog and after.model == during.model
 
 
-def test_after_a_failed_renewal_writes_do_not_wait_for_redis(
-    world, writer, private_redis, settings, monkeypatch
+def test_after_a_failed_renewal_writes_do_not_wait_for_redis_while_holding_their_locks(
+    world, writer, private_redis, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     settings.RATE_LIMIT_REDIS_URL = private_redis.url
     settings.RATE_LIMIT_REDIS_TIMEOUT = 0.2
@@ -226,7 +226,22 @@ def test_after_a_failed_renewal_writes_do_not_wait_for_redis(
         calls = []
         real = ratelimit._fields_renew
         monkeypatch.setattr(ratelimit, "_fields_renew", lambda *args: calls.append(args) or real(*args))
-        ratelimit.tenant_marks_renew(tenant_id, catalog=True)
-        assert calls == []  # skipped while the limiter backs off, as its own calls are
+        with django_capture_on_commit_callbacks(execute=False) as committed:
+            ratelimit.tenant_marks_renew(tenant_id, catalog=True)
+        assert calls == []  # skipped inside the write's transaction while the limiter backs off
+        for callback in committed:
+            callback()
+        assert len(calls) == 1  # tried once committed, when no lock is held
     finally:
         ratelimit.limiter.cache_clear()
+
+
+def test_a_write_made_while_the_limiter_backs_off_is_seen_on_the_next_read(
+    world, writer, django_capture_on_commit_callbacks
+):
+    assert writer.get(f"{ITEMS}/sku-1").json()["title"] == "Red shoe"
+    ratelimit._open_until = time.monotonic() + 60  # one Redis timeout a moment ago; Redis answers now
+    with django_capture_on_commit_callbacks(execute=True):
+        assert writer.patch(f"{ITEMS}/sku-1", {"title": "Blue shoe"}).status_code == 200
+    ratelimit._open_until = 0.0
+    assert writer.get(f"{ITEMS}/sku-1").json()["title"] == "Blue shoe"
