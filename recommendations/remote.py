@@ -131,7 +131,7 @@ class ServiceClient:
             except requests.RequestException as exc:
                 upstream_calls_total.labels(self.name, "unreachable").inc()
                 last_error = exc.__class__.__name__
-            except ValueError:  # not JSON, or too large
+            except (ValueError, RecursionError):  # not JSON, too large, or nested past the decoder
                 upstream_calls_total.labels(self.name, "malformed").inc()
                 last_error = "malformed answer"
                 break

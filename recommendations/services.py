@@ -1,5 +1,6 @@
 """Everything that writes the catalog and interactions, trains the engine, and answers with it."""
 
+import heapq
 import json
 import logging
 import sys
@@ -450,8 +451,8 @@ def _remote_recommend(tenant_id: str, query: Query, marks: Marks | None) -> Answ
         if position is None or not mask[position] or position in scores:
             continue
         scores[position] = float(answer["score"])
-        if len(scores) == query.count:
-            break
+    # Its best, whatever order it listed them in.
+    scores = dict(heapq.nlargest(query.count, scores.items(), key=lambda pair: pair[1]))
     if not scores and answers:
         raise UpstreamError("ml_engine: none of its recommendations can be shown")
     # An engine that had nothing to say does not name the list: it is all fillers.

@@ -33,6 +33,8 @@ class FakeService:
             return 429, b'{"detail": "slow down"}'
         if self.mode == "malformed":
             return 200, b"<html>not json</html>"
+        if self.mode == "nested":  # JSON, but deeper than the decoder's recursion
+            return 200, b"[" * 100_000 + b"]" * 100_000
         if self.mode == "empty":
             return 204, b""
         if path == "/internal/ml/recommendations":

@@ -143,8 +143,9 @@ class TestMlEngine:
         assert response.json()["strategy"].startswith("fallback:")
         assert time.monotonic() - started < 0.9  # one read timeout (0.3 s), no retry of a timeout
 
-    def test_nonsense_is_counted_as_such_and_not_asked_again(self, world, tenant_client, ml_engine):
-        ml_engine.mode = "malformed"
+    @pytest.mark.parametrize("mode", ["malformed", "nested"])
+    def test_nonsense_is_counted_as_such_and_not_asked_again(self, world, tenant_client, ml_engine, mode):
+        ml_engine.mode = mode
         before = outcomes("malformed")
         assert recommend(tenant_client).json()["strategy"].startswith("fallback:")
         assert len(ml_engine.received) == 1
@@ -162,6 +163,15 @@ class TestMlEngine:
         scores = [row["score"] for row in recommend(tenant_client, count=4).json()["recommendations"]]
         assert scores[:2] == [9e-7, 3e-7]
         assert scores == sorted(scores, reverse=True) and len(set(scores)) == 4
+
+    def test_its_best_scores_are_kept_whatever_order_it_lists_them_in(self, world, tenant_client, ml_engine):
+        ml_engine.recommendations = [
+            {"item_id": "i1", "score": 0.1},
+            {"item_id": "i2", "score": 0.2},
+            {"item_id": "i3", "score": 0.9},
+        ]
+        rows = recommend(tenant_client, count=2).json()["recommendations"]
+        assert [(row["item_id"], row["score"]) for row in rows] == [("i3", 0.9), ("i2", 0.2)]
 
     def test_an_engine_with_nothing_to_say_does_not_name_the_list(self, world, tenant_client, ml_engine):
         ml_engine.recommendations = []
