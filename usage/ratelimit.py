@@ -252,6 +252,15 @@ _open_until = 0.0
 BACKOFF_SECONDS = 1.0
 
 
+def _limiter_failed(exc: redis.RedisError) -> None:
+    """Redis did not answer the limiter: it is skipped for a moment, and the metric and the log say so."""
+    global _open_until
+    _open_until = time.monotonic() + BACKOFF_SECONDS
+    reason = "timeout" if isinstance(exc, redis.TimeoutError) else "unavailable"
+    rate_limit_errors_total.labels(reason).inc()
+    logger.warning("Rate limiter unavailable (%s); request let through", exc.__class__.__name__)
+
+
 def rate_limit_take(
     *, tenant_id: str, plan: str, limits: Limits | None, generation: str | None = None
 ) -> Decision | None:
@@ -265,10 +274,7 @@ def rate_limit_take(
     try:
         decision = limiter().take(tenant_id, limits, generation)
     except redis.RedisError as exc:
-        _open_until = time.monotonic() + BACKOFF_SECONDS
-        reason = "timeout" if isinstance(exc, redis.TimeoutError) else "unavailable"
-        rate_limit_errors_total.labels(reason).inc()
-        logger.warning("Rate limiter unavailable (%s); request let through", exc.__class__.__name__)
+        _limiter_failed(exc)
         return None
     finally:
         rate_limit_check_seconds.observe(time.perf_counter() - started)
@@ -311,14 +317,13 @@ def rate_limit_request(
 def tenant_generation(tenant_id: str) -> str | None:
     """The tenant's current credentials generation; None where there is none to confirm against
     (no Redis, or Redis not answering)."""
-    global _open_until
     current = limiter()
     if not isinstance(current, RedisLimiter) or time.monotonic() < _open_until:
         return None
     try:
         return current.generation(tenant_id)
-    except redis.RedisError:
-        _open_until = time.monotonic() + BACKOFF_SECONDS
+    except redis.RedisError as exc:
+        _limiter_failed(exc)  # the request's own limiter call is skipped then: this is its failure
         return None
 
 

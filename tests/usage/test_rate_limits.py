@@ -342,6 +342,28 @@ def test_redis_going_away_fails_open_and_comes_back(
 
 
 @pytest.mark.redis
+def test_a_key_first_seen_while_redis_is_away_is_let_through_with_a_log_line(
+    world, key_client, probe, private_redis, settings, caplog, monkeypatch
+):
+    from apikeys import services as keys
+
+    settings.RATE_LIMIT_REDIS_URL = private_redis.url
+    settings.RATE_LIMIT_REDIS_TIMEOUT = 0.05
+    ratelimit.limiter.cache_clear()
+    try:
+        private_redis.stop()
+        monkeypatch.setattr(keys, "_remembered", {})  # a fresh process: its key's generation is read first
+        errors_before = ratelimit.rate_limit_errors_total.labels("unavailable")._value.get()
+        with caplog.at_level(logging.WARNING, logger="usage.ratelimit"):
+            assert key_client.get(probe).status_code == 200
+        assert ratelimit.rate_limit_errors_total.labels("unavailable")._value.get() == errors_before + 1
+        assert any("Rate limiter unavailable" in record.getMessage() for record in caplog.records)
+    finally:
+        monkeypatch.setattr(ratelimit, "_open_until", 0.0)
+        ratelimit.limiter.cache_clear()
+
+
+@pytest.mark.redis
 def test_a_script_redis_no_longer_knows_is_loaded_again(
     world, key_client, probe, private_redis, settings, clock
 ):
