@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import setup_logging, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -26,6 +26,12 @@ def _metrics_directory_clear() -> None:
 
 
 _metrics_directory_clear()
+
+
+@setup_logging.connect
+def _logging_as_configured(**kwargs: Any) -> None:
+    """Celery leaves logging alone: the worker and beat log as LOGGING says (JSON lines with
+    LOG_FORMAT=json, the seed's shape), as the API does, instead of Celery's own text lines."""
 
 
 @worker_ready.connect

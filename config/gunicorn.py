@@ -40,6 +40,22 @@ reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").lower() in ("1", "tru
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 accesslog = None  # the app writes one JSON line per request itself
 errorlog = "-"
+# gunicorn's own lines (start, a worker that timed out or died) in the application's format.
+_formatter = {
+    "json": {"()": "config.logging.JsonFormatter", "service": "backend-api"},
+    "console": {"()": "config.logging.ConsoleFormatter"},
+}[os.environ.get("LOG_FORMAT", "json")]
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"app": _formatter},
+    "handlers": {
+        name: {"class": "logging.StreamHandler", "formatter": "app", "stream": "ext://sys.stderr"}
+        for name in ("console", "error_console")
+    },
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False}},
+}
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # A directory of our own for metrics files.

@@ -170,5 +170,8 @@ def test_a_gunicorn_worker_killed_mid_request_leaves_the_others_serving(world, l
         assert victim not in server.worker_pids() and len(server.worker_pids()) == 2  # replaced
         health = json.loads(requests.get(server.url + "/health", timeout=5).text)
         assert health == {"status": "ok"}
+        # gunicorn's own account of it, in the application's JSON lines.
+        told = [line for line in server.log.read_text().splitlines() if str(victim) in line]
+        assert told and all(json.loads(line)["logger"] == "gunicorn.error" for line in told), told
     finally:
         server.stop()

@@ -238,3 +238,17 @@ def test_the_worker_serves_the_metrics_of_its_flushes(world, worker, tmp_path):
     flusher.flush()
     assert _wait_for(lambda: flushed() == 3, every=0.2), f"flushed {flushed()}"
     assert UsageLog.objects.filter(tenant=world.tenant).count() == 3
+
+
+def test_the_worker_logs_json_lines(world, worker):
+    usage_worker = worker()
+    usage_worker.env.update(LOG_FORMAT="json", LOG_LEVEL="INFO")
+    usage_worker.start()
+    usage_worker.flush()
+    assert _wait_for(lambda: b"usage_flush" in usage_worker.log.read_bytes())
+    usage_worker.stop()
+    # The task's log lines (not the start-up banner, printed before logging is set up).
+    lines = [line for line in usage_worker.log.read_text().splitlines() if "usage_flush" in line]
+    assert lines
+    for line in lines:
+        assert json.loads(line)["level"] == "INFO", line
