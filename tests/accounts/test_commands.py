@@ -76,3 +76,28 @@ def test_behind_a_proxy_the_client_address_comes_from_x_forwarded_for(api, world
         assert attempt("spoofed, 203.0.113.9").status_code == 401
     assert attempt("other-spoof, 203.0.113.9").status_code == 429
     assert attempt("203.0.113.10").status_code == 401
+
+
+@override_settings(
+    DEBUG=False, FIRST_SUPERUSER_EMAIL="not-an-email", FIRST_SUPERUSER_PASSWORD="Real-pass-from-env-42"
+)
+def test_ensure_superuser_refuses_what_is_not_an_email(db):
+    with pytest.raises(CommandError, match="not an email address"):
+        call_command("ensure_superuser", stdout=StringIO())
+    assert not User.objects.exists()
+
+
+def test_the_commands_refuse_bad_input_with_a_message(db, settings):
+    with pytest.raises(CommandError, match="has not begun"):
+        call_command("usage_rollup", "--day", "9999-12-31", stdout=StringIO())
+    with pytest.raises(CommandError, match="--users"):
+        call_command("seed_demo", "--users", "-5", stdout=StringIO())
+    settings.USAGE_BUFFER_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    from usage.events import buffer_client
+
+    buffer_client.cache_clear()
+    try:
+        with pytest.raises(CommandError, match="Redis did not answer"):
+            call_command("usage_dead_letters", stdout=StringIO())
+    finally:
+        buffer_client.cache_clear()

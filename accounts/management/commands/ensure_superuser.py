@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_email
 
 from accounts.models import User
 
@@ -19,6 +20,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         email = settings.FIRST_SUPERUSER_EMAIL or DEV_EMAIL
+        try:
+            validate_email(email)
+        except ValidationError as exc:
+            raise CommandError(f"FIRST_SUPERUSER_EMAIL is not an email address: {email!r}") from exc
         if User.objects.filter(email=email.lower()).exists():
             # Nothing is created, so nothing is checked: a deployment that starts again is not stopped.
             self.stdout.write(f"Staff superuser {email} already exists; left as it is.")

@@ -1,3 +1,4 @@
+import argparse
 import random
 from datetime import timedelta
 from typing import Any
@@ -25,12 +26,21 @@ DEMO_ADMIN = "demo-admin@example.com"
 DEMO_PASSWORD = "demo-password-change-me"  # nosec B105
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 class Command(BaseCommand):
     help = "Creates a demo tenant with a catalog, interactions and an API key (printed), ready to recommend."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--users", type=int, default=200)
-        parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument(
+            "--users", type=_positive, default=200, help="end users with interactions (default 200)"
+        )
+        parser.add_argument("--seed", type=int, default=42, help="random seed of the data (default 42)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:

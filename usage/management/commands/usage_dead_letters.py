@@ -1,6 +1,7 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+import redis
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from usage.events import DEAD_LETTER_KEY, buffer_client
 from usage.services import usage_dead_letters_requeue
@@ -14,6 +15,14 @@ class Command(BaseCommand):
         parser.add_argument("--show", type=int, default=10, help="how many to print (default 10)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            self._handle(options)
+        except redis.RedisError as exc:
+            raise CommandError(
+                f"The usage buffer's Redis did not answer ({exc.__class__.__name__}: {exc})."
+            ) from exc
+
+    def _handle(self, options: dict[str, Any]) -> None:
         client = buffer_client()
         if client is None:
             self.stdout.write("No usage buffer (USAGE_BUFFER_REDIS_URL is empty): nothing is set aside.")

@@ -1,7 +1,7 @@
 from datetime import date, timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from usage.services import usage_rollup
@@ -18,5 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         today = timezone.now().date()
         for day in options["day"] or [today - timedelta(days=1), today]:
+            if day > today:
+                raise CommandError(f"{day} has not begun: nothing to roll up.")
             rows = usage_rollup(day=day)
             self.stdout.write(f"{day}: {rows} rollup row(s)")
