@@ -61,7 +61,7 @@ class ConsoleSite(admin.AdminSite):
 
         response = super().password_change(request, extra_context)
         if request.method == "POST" and response.status_code == 302:
-            sessions_end_all(user=request.user, reason="password_changed")  # type: ignore[arg-type]
+            sessions_end_all(user=request.user, reason="password_changed")
         return response
 
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:

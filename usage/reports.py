@@ -51,7 +51,7 @@ def usage_recent_days(*, tenant: Tenant, days: int = 30) -> list[DayUsage]:
     result = []
     for offset in range(days):
         day = first + timedelta(days=offset)
-        row = (live if day >= since.date() else rolled).get(day, {})
+        row: dict = (live if day >= since.date() else rolled).get(day, {})
         result.append(DayUsage(day=day, requests=row.get("requests") or 0, errors=row.get("errors") or 0))
     return result
 
