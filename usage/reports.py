@@ -1,8 +1,10 @@
 """Read-only views of usage for the console: a tenant's recent days and month to date."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from html import escape
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
@@ -51,7 +53,7 @@ def usage_recent_days(*, tenant: Tenant, days: int = 30) -> list[DayUsage]:
     result = []
     for offset in range(days):
         day = first + timedelta(days=offset)
-        row: dict = (live if day >= since.date() else rolled).get(day, {})
+        row: Mapping[str, Any] = (live if day >= since.date() else rolled).get(day, {})
         result.append(DayUsage(day=day, requests=row.get("requests") or 0, errors=row.get("errors") or 0))
     return result
 
