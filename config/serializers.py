@@ -1,5 +1,6 @@
 """Serializer behaviour shared by the apps."""
 
+from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
@@ -58,32 +59,46 @@ def json_depth(value: object) -> int:
     return deepest
 
 
-def json_has_nul(value: object) -> bool:
-    """Whether a key or a text anywhere in a decoded JSON value holds a NUL (PostgreSQL's jsonb
-    cannot store one)."""
+def _json_texts(value: object) -> Iterator[str]:
+    """Every key and text of a decoded JSON value, walked without recursion."""
     pending = [value]
     while pending:
         node = pending.pop()
         if isinstance(node, str):
-            if "\x00" in node:
-                return True
+            yield node
         elif isinstance(node, dict):
             pending.extend(node.keys())
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)
-    return False
+
+
+def json_has_nul(value: object) -> bool:
+    """Whether a key or a text anywhere in a decoded JSON value holds a NUL (PostgreSQL's jsonb
+    cannot store one)."""
+    return any("\x00" in text for text in _json_texts(value))
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, which JSON's \ud800 escapes can spell
+        return False
+    return True
 
 
 def json_object_problem(value: object) -> str | None:
     """What makes `value` unfit for a free-form JSON object (an item's metadata, a tenant's
-    settings), or None: it must be an object, nested at most MAX_JSON_DEPTH, without NUL characters."""
+    settings), or None: it must be an object, nested at most MAX_JSON_DEPTH, of texts PostgreSQL can
+    store (no NUL, no lone surrogate)."""
     if not isinstance(value, dict):
         return "Must be a JSON object."
     if json_depth(value) > MAX_JSON_DEPTH:
         return f"Must not nest deeper than {MAX_JSON_DEPTH} levels."
     if json_has_nul(value):
         return "Must not contain the NUL character (\\u0000)."
+    if not all(_is_unicode(text) for text in _json_texts(value)):
+        return "Must not contain a lone surrogate (\\ud800-\\udfff): it is not a character."
     return None
 
 

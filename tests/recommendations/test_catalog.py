@@ -406,3 +406,13 @@ def test_a_body_of_many_made_up_fields_gets_a_short_answer(world, writer):
     error = assert_error(response, 400, "VALIDATION_ERROR")
     assert list(error["details"]) == [f"k{n}" for n in range(10)]
     assert len(response.content) < 3000
+
+
+def test_a_lone_surrogate_in_metadata_is_refused_with_the_items_index(world, writer):
+    body = (
+        '{"items": [{"id": "ok", "title": "OK"}, {"id": "bad", "title": "B", "metadata": {"k": "\\ud800"}}]}'
+    )
+    response = writer.generic("POST", ITEMS, body, content_type="application/json")
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert "lone surrogate" in error["details"]["items"]["1"]["metadata"][0]
+    assert not Item.objects.exists()
