@@ -194,17 +194,24 @@ _clients_lock = threading.Lock()
 
 
 def service_client(name: str) -> ServiceClient | None:
-    """The client of `ml_engine` or `data_pipeline`, or None when its URL is not configured."""
-    url = settings.ML_ENGINE_URL if name == "ml_engine" else settings.DATA_PIPELINE_URL
+    """The client of `ml_engine`, `ml_embeddings` (the same engine, for the background work of
+    embedding a catalog: a longer read timeout, and a breaker of its own, so that a slow batch does
+    not turn requests for recommendations away) or `data_pipeline`; None when its URL is not set."""
+    url = settings.DATA_PIPELINE_URL if name == "data_pipeline" else settings.ML_ENGINE_URL
     if not url:
         return None
+    read_timeout = (
+        settings.UPSTREAM_EMBEDDINGS_READ_TIMEOUT
+        if name == "ml_embeddings"
+        else settings.UPSTREAM_READ_TIMEOUT
+    )
     with _clients_lock:
         client = _clients.get(name)
         if client is None or client.base_url != url:
             client = ServiceClient(
                 name=name,
                 base_url=url,
-                timeout=(settings.UPSTREAM_CONNECT_TIMEOUT, settings.UPSTREAM_READ_TIMEOUT),
+                timeout=(settings.UPSTREAM_CONNECT_TIMEOUT, read_timeout),
                 retries=settings.UPSTREAM_RETRIES,
                 breaker=CircuitBreaker(
                     settings.UPSTREAM_BREAKER_THRESHOLD, settings.UPSTREAM_BREAKER_COOLDOWN

@@ -485,7 +485,7 @@ def similar_items_get(
 
 def items_embed(*, tenant_id: str, item_ids: list[str]) -> int:
     """Asks the ML engine for the embeddings of items that came without one, and stores them."""
-    client = service_client("ml_engine")
+    client = service_client("ml_embeddings")
     if client is None:
         return 0
     items = list(Item.objects.filter(tenant_id=tenant_id, external_id__in=item_ids, embedding__isnull=True))
@@ -518,7 +518,17 @@ def items_embed(*, tenant_id: str, item_ids: list[str]) -> int:
                 vectors.content_vector(title="", description="", categories=[], embedding=vector)
             )
             updated.append(item)
-    Item.objects.bulk_update(updated, ["content_vector"])
-    if updated:
-        engine.catalog_changed(tenant_id)
+    with transaction.atomic():
+        # An item written while the engine worked (an embedding of the caller's own, a new text) keeps
+        # what was written: the engine's answer is for the item as it was sent.
+        unchanged = set(
+            Item.objects.select_for_update()
+            .filter(pk__in=[item.pk for item in updated], embedding__isnull=True)
+            .filter(updated_at__in={item.updated_at for item in updated})
+            .values_list("pk", "updated_at")
+        )
+        updated = [item for item in updated if (item.pk, item.updated_at) in unchanged]
+        Item.objects.bulk_update(updated, ["content_vector"])
+        if updated:
+            engine.catalog_changed(tenant_id)
     return len(updated)

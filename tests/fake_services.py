@@ -13,6 +13,7 @@ class FakeService:
     def __init__(self) -> None:
         self.mode = "ok"
         self.delay = 0.0
+        self.embeddings_delay = 0.0  # the embeddings call only: a catalog is slower to embed
         self.recommendations: list[dict] = []
         self.embeddings: list[dict] = []
         self.embeddings_as_list = False  # the seed's shape: the list itself, not {"embeddings": [...]}
@@ -56,6 +57,8 @@ class FakeService:
                 service.received.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 if service.delay:
                     time.sleep(service.delay)
+                if service.embeddings_delay and self.path == "/internal/ml/embeddings":
+                    time.sleep(service.embeddings_delay)
                 status, payload = service.answer(self.path, body)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -7,8 +7,10 @@ import pytest
 from celery.exceptions import Retry
 from rest_framework.test import APIClient
 
+from config.exceptions import UpstreamUnavailable
 from recommendations import remote
 from recommendations.models import Interaction, Item
+from recommendations.vectors import content_vector, to_bytes
 from tests.conftest import assert_error
 from tests.fake_services import FakeService, fake_service
 
@@ -262,6 +264,45 @@ class TestMlEngine:
         assert bytes(Item.objects.get(external_id="e1").content_vector) == from_engine != from_text
         # The malformed embedding of e2 is refused: e2 keeps its own content vector.
         assert items_embed(tenant_id=str(world.tenant.id), item_ids=["e2"]) == 0
+
+    def test_embeddings_have_a_longer_timeout_and_a_breaker_of_their_own(
+        self, world, ml_engine, settings, tenant_client
+    ):
+        from recommendations.services import items_embed, items_upsert
+
+        settings.UPSTREAM_EMBEDDINGS_READ_TIMEOUT = 0.8
+        items_upsert(tenant=world.tenant, items=[{"id": f"s{n}", "title": f"Slow {n}"} for n in range(3)])
+        ml_engine.embeddings = [{"item_id": "s0", "embedding": [1.0, 0.0]}]
+        ml_engine.embeddings_delay = 0.45  # past the 0.3 s of a recommendation
+        assert items_embed(tenant_id=str(world.tenant.id), item_ids=["s0"]) == 1
+        ml_engine.embeddings_delay = 1.0  # past its own too, more times than the breaker's threshold
+        for _ in range(4):
+            with pytest.raises(UpstreamUnavailable):
+                items_embed(tenant_id=str(world.tenant.id), item_ids=["s1"])
+        assert remote.service_client("ml_embeddings").breaker.state == "open"
+        ml_engine.recommendations = [{"item_id": "i1", "score": 0.9}]
+        assert recommend(tenant_client).json()["strategy"].startswith("remote")
+
+    def test_an_item_written_while_the_engine_embedded_it_keeps_what_was_written(self, world, ml_engine):
+        from recommendations.services import item_update, items_embed, items_upsert
+
+        items_upsert(tenant=world.tenant, items=[{"id": "w1", "title": "Old text"}])
+        ml_engine.embeddings = [{"item_id": "w1", "embedding": [1.0, 0.0]}]
+        client = remote.service_client("ml_embeddings")
+        post = client.post
+
+        def meanwhile(path, payload):
+            answer = post(path, payload)
+            item_update(item=Item.objects.get(external_id="w1"), title="New text")  # a PATCH meanwhile
+            return answer
+
+        client.post = meanwhile
+        assert items_embed(tenant_id=str(world.tenant.id), item_ids=["w1"]) == 0
+        stored = Item.objects.get(external_id="w1")
+        assert stored.title == "New text"
+        assert bytes(stored.content_vector) == to_bytes(
+            content_vector(title="New text", description="", categories=[], embedding=None)
+        )
 
     def test_embeddings_in_the_seeds_shape_and_after_a_text_change(
         self, world, ml_engine, django_capture_on_commit_callbacks
