@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 
 from recommendations.models import Item
 from tests.conftest import PASSWORD, assert_error
+from usage import ratelimit
 from usage.models import UsageLog
 from usage.services import rate_limits_set
 
@@ -75,7 +76,8 @@ class TestCapture:
         by_user = rows(world.tenant).filter(endpoint="/api/v1/api-keys/{id}").first()
         assert by_user.user_id == world.developer.id and by_user.api_key_id is None
 
-    def test_refusals_of_a_known_tenant_are_recorded(self, world, client_for, make_key, probe):
+    def test_refusals_of_a_known_tenant_are_recorded(self, world, client_for, make_key, probe, monkeypatch):
+        monkeypatch.setattr(ratelimit, "clock", lambda: 1_800_000_000.0)  # no refill between requests
         revoked, revoked_secret = make_key()
         client_for(world.admin).delete(f"/api/v1/api-keys/{revoked.id}")
         _, read_secret = make_key(permissions=["read"])
