@@ -220,8 +220,10 @@ class LocalLimiter:
             ):
                 rate = limit / period
                 stamp = max(now, since)
-                held = max(0.0, held + limit - held_limit)  # as the Redis script does
-                current = min(float(limit), held + (stamp - since) * rate)
+                # As the Redis script does: refilled at the limit it was filled under, then moved.
+                current = min(float(held_limit), held + (stamp - since) * held_limit / period)
+                if held_limit != limit:
+                    current = max(0.0, min(float(limit), current + limit - held_limit))
                 tokens.append(current)
                 stamps.append(stamp)
                 if current < 1 and (1 - current) / rate > wait:

@@ -96,18 +96,19 @@ for i = 1, windows do
   local rate = capacity / period
   local t = tonumber(state[3 * i - 2])
   local since = tonumber(state[3 * i - 1])
-  local held_capacity = tonumber(state[3 * i])
+  local held = tonumber(state[3 * i]) or capacity
   if t == nil or since == nil then
     t = capacity
     since = now
-  elseif held_capacity ~= nil and held_capacity ~= capacity then
-    -- A changed limit applies at once: what the window has used stays used.
-    t = math.max(0, t + capacity - held_capacity)
+    held = capacity
   end
   -- A process whose clock reading is older than the bucket's refills nothing and does not move the
   -- bucket back in time (else the next caller would be credited the same seconds again).
   if since > now then now_of[i] = since else now_of[i] = now end
-  t = math.min(capacity, t + (now_of[i] - since) * rate)
+  -- Refilled at the limit it was filled under; a limit changed since applies from now, what the
+  -- window has used staying used.
+  t = math.min(held, t + (now_of[i] - since) * held / period)
+  if held ~= capacity then t = math.max(0, math.min(capacity, t + capacity - held)) end
   tokens[i] = t
   if t < 1 then
     allowed = 0

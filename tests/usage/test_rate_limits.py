@@ -107,6 +107,17 @@ class TestCounting:
         clock.advance(86_400 / 10)  # one of 10 a day comes back every 2.4 hours
         assert key_client.get(probe).status_code == 200
 
+    def test_time_before_a_change_refills_at_the_old_limit(
+        self, world, key_client, probe, clock, limiter_kind
+    ):
+        limit(world, day=100)
+        for _ in range(50):
+            assert key_client.get(probe).status_code == 200
+        clock.advance(43_200)  # half a day at 100 a day: full again
+        limit(world, day=10)  # lowered: nothing is in use, so all of the new 10 are there
+        response = key_client.get(probe)
+        assert re.search(r'"day";r=9;t=\d+$', response["RateLimit"]), response["RateLimit"]
+
     def test_a_late_clock_reading_neither_refills_nor_rewinds_the_bucket(
         self, world, key_client, probe, clock, limiter_kind
     ):
