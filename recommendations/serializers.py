@@ -6,6 +6,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from config.serializers import JSONObjectField, StrictSerializer
+from recommendations import vectors
 from recommendations.models import Interaction, Item
 
 MAX_BATCH = 1000
@@ -37,9 +38,6 @@ class CategoriesField(serializers.ListField):
         super().__init__(max_length=50, **kwargs)
 
 
-FLOAT32_MAX = 3.4028234663852886e38  # the largest 32-bit float
-
-
 class EmbeddingField(serializers.ListField):
     child = serializers.FloatField()
 
@@ -50,8 +48,8 @@ class EmbeddingField(serializers.ListField):
         values = super().to_internal_value(data)  # type: ignore[arg-type]
         # The engine holds vectors as 32-bit floats: a larger value would become infinity there, and
         # NaN in every product with it.
-        if not all(math.isfinite(value) and abs(value) <= FLOAT32_MAX for value in values):
-            raise serializers.ValidationError(f"Must hold finite numbers within ±{FLOAT32_MAX:.4g}.")
+        if not all(math.isfinite(value) and abs(value) <= vectors.FLOAT32_MAX for value in values):
+            raise serializers.ValidationError(f"Must hold finite numbers within ±{vectors.FLOAT32_MAX:.4g}.")
         return values
 
 

@@ -230,11 +230,11 @@ def items_upsert(*, tenant: Tenant, items: list[dict]) -> tuple[int, int]:
     return len(ids) - len(existing), len(existing)
 
 
-def _item_lock(item: Item) -> Item:
+def _item_lock(item: Item, *, for_delete: bool = False) -> Item:
     """Inside a transaction: the item's row as it is now, held until the end. An item deleted since
-    it was read is not found, rather than written back. A concurrent DELETE or PATCH waits, and so do
-    interactions being stored for it, whose foreign key check needs the row."""
-    stored = Item.objects.select_for_update().filter(pk=item.pk).first()
+    it was read is not found, rather than written back. A concurrent DELETE or PATCH waits; for a
+    DELETE, so do interactions being stored for it, whose foreign key check needs the row."""
+    stored = Item.objects.select_for_update(no_key=not for_delete).filter(pk=item.pk).first()
     if stored is None:
         raise exceptions.NotFound("Not found.")
     return stored
@@ -267,7 +267,7 @@ def item_delete(*, item: Item) -> None:
     with transaction.atomic():
         # Held before the interactions are collected: one stored meanwhile is either among them or
         # refused when its transaction commits (the row gone), never left pointing at nothing.
-        _item_lock(item).delete()
+        _item_lock(item, for_delete=True).delete()
         _after_write(str(item.tenant_id), "items", [{"id": item.external_id, "deleted": True}])
 
 
@@ -512,7 +512,7 @@ def items_embed(*, tenant_id: str, item_ids: list[str]) -> int:
             item is not None
             and isinstance(vector, list)
             and 0 < len(vector) <= 4096
-            and all(engine.is_finite_number(value) for value in vector)
+            and all(engine.is_finite_number(value) and abs(value) <= vectors.FLOAT32_MAX for value in vector)
         ):
             item.content_vector = vectors.to_bytes(
                 vectors.content_vector(title="", description="", categories=[], embedding=vector)
@@ -523,6 +523,7 @@ def items_embed(*, tenant_id: str, item_ids: list[str]) -> int:
         # what was written: the engine's answer is for the item as it was sent.
         unchanged = set(
             Item.objects.select_for_update()
+            .order_by("external_id")  # the upserts' order: one waits for the other, no deadlock
             .filter(pk__in=[item.pk for item in updated], embedding__isnull=True)
             .filter(updated_at__in={item.updated_at for item in updated})
             .values_list("pk", "updated_at")

@@ -10,6 +10,8 @@ from functools import lru_cache
 import numpy as np
 
 DIMENSION = 128
+# Vectors are held as 32-bit floats: a larger value would be infinity there (and NaN in products).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _TOKEN = re.compile(r"[\w]+", re.UNICODE)
 _STOPWORDS = frozenset("a an and the of for in on to with by at from or is are this that it its".split())
 

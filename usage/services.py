@@ -666,6 +666,9 @@ def usage_partitions_ensure(*, months_ahead: int = 2) -> list[str]:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('usage_partitions_ensure'))")
             cursor.execute("SELECT to_regclass(%s)", [name])
             if cursor.fetchone()[0] is None:
+                # Held from the move to the attach: a row a flush routes to the default partition in
+                # between would make PostgreSQL refuse the attach.
+                cursor.execute("LOCK TABLE usage_logs_default IN ACCESS EXCLUSIVE MODE")
                 cursor.execute(
                     f"CREATE TABLE {name} (LIKE usage_logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
                 )

@@ -248,22 +248,31 @@ class TestMlEngine:
         ml_engine.embeddings = [
             {"item_id": "e1", "embedding": [1.0, 0.0, 0.5]},
             {"item_id": "e2", "embedding": ["bad"]},
+            {"item_id": "e3", "embedding": [1e39, 1.0]},  # beyond 32-bit floats: NaN in the engine
         ]
         from recommendations.vectors import content_vector, to_bytes
 
         with django_capture_on_commit_callbacks(execute=True):  # the embedding task runs after commit
             items_upsert(
-                tenant=world.tenant, items=[{"id": "e1", "title": "One"}, {"id": "e2", "title": "Two"}]
+                tenant=world.tenant,
+                items=[
+                    {"id": "e1", "title": "One"},
+                    {"id": "e2", "title": "Two"},
+                    {"id": "e3", "title": "3"},
+                ],
             )
         assert ml_engine.received[-1]["path"] == "/internal/ml/embeddings"
-        assert [item["id"] for item in ml_engine.received[-1]["body"]["items"]] == ["e1", "e2"]
+        assert [item["id"] for item in ml_engine.received[-1]["body"]["items"]] == ["e1", "e2", "e3"]
         from_text = to_bytes(content_vector(title="One", description="", categories=[], embedding=None))
         from_engine = to_bytes(
             content_vector(title="", description="", categories=[], embedding=[1.0, 0.0, 0.5])
         )
         assert bytes(Item.objects.get(external_id="e1").content_vector) == from_engine != from_text
-        # The malformed embedding of e2 is refused: e2 keeps its own content vector.
-        assert items_embed(tenant_id=str(world.tenant.id), item_ids=["e2"]) == 0
+        # The malformed embeddings of e2 and e3 are refused: they keep their own content vectors.
+        assert items_embed(tenant_id=str(world.tenant.id), item_ids=["e2", "e3"]) == 0
+        assert bytes(Item.objects.get(external_id="e3").content_vector) == to_bytes(
+            content_vector(title="3", description="", categories=[], embedding=None)
+        )
 
     def test_embeddings_have_a_longer_timeout_and_a_breaker_of_their_own(
         self, world, ml_engine, settings, tenant_client

@@ -417,6 +417,48 @@ class TestPartitions:
         events.usage_rows_insert([event(world.tenant, later + timedelta(seconds=2))])
         assert UsageLog.objects.filter(timestamp__gte=later).count() == 3
 
+    @pytest.mark.django_db(transaction=True)
+    def test_a_month_moved_out_of_the_default_partition_while_flushes_write_to_it(self, world):
+        if connection.vendor != "postgresql":
+            pytest.skip("partitions are PostgreSQL's")
+        import threading
+
+        import psycopg
+
+        from tests.live import database_url_of_tests
+
+        later = timezone.now() + timedelta(days=130)  # a month with no partition yet
+        events.usage_rows_insert([event(world.tenant, later + timedelta(seconds=n)) for n in range(20_000)])
+        written, stop = [], threading.Event()
+
+        def flushes() -> None:  # another process's flushes, into the same month, all along
+            with psycopg.connect(database_url_of_tests(), autocommit=True) as other:
+                while not stop.is_set():
+                    moment = later + timedelta(hours=1, seconds=len(written))
+                    try:
+                        other.execute(
+                            "INSERT INTO usage_logs (event_id, request_id, tenant_id, endpoint, method, "
+                            'status_code, outcome, latency_ms, "timestamp") '
+                            "VALUES (%s, '', %s, '/', 'GET', 200, 'ok', 1, %s)",
+                            [uuid.uuid4(), world.tenant.id, moment],
+                        )
+                    except psycopg.errors.CheckViolation:
+                        continue  # routed before the attach it waited for: a flush's batch is stored again
+                    written.append(moment)
+
+        writer = threading.Thread(target=flushes)
+        writer.start()
+        try:
+            with mock.patch("django.utils.timezone.now", return_value=later):
+                services.usage_partitions_ensure()
+        finally:
+            stop.set()
+            writer.join()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM usage_logs_p{later:%Y_%m}")
+            assert cursor.fetchone()[0] == 20_000 + len(written)
+            cursor.execute(f"DROP TABLE usage_logs_p{later:%Y_%m}")  # DDL outlives this test's rows
+
     @pytest.mark.skipif("connection.vendor != 'postgresql'")
     def test_partitions_are_created_ahead(self, db):
         created = services.usage_partitions_ensure(months_ahead=3)
