@@ -71,7 +71,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
-        return self.readonly_fields if obj is not None else ()
+        if obj is None:
+            return ()
+        # A key that no longer works is not changed, here as in the API (409).
+        return self.readonly_fields if obj.is_usable() else ("name", *self.readonly_fields)
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         return self.fields if obj is not None else ApiKeyCreateForm.Meta.fields
@@ -79,9 +82,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:
         if change:
             current = ApiKey.objects.get(pk=obj.pk)
-            services.api_key_update(
-                api_key=current, actor=request.user, name=form.cleaned_data["name"], source="console"
-            )
+            name = form.cleaned_data.get("name", current.name)
+            if name != current.name:
+                try:
+                    services.api_key_update(api_key=current, actor=request.user, name=name, source="console")
+                except Conflict as refused:  # revoked or expired since the page was shown
+                    self.message_user(request, str(refused.detail), messages.ERROR)
             return
         api_key, secret = services.api_key_create(
             tenant=form.cleaned_data["tenant"],

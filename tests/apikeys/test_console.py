@@ -82,3 +82,15 @@ def test_rotating_from_the_console_shows_the_new_secrets_once(console, world, ma
     ).exists()
     again = console.post("/admin/apikeys/apikey/", rotate)
     assert "No key was rotated" in again.content.decode()  # a revoked key is not rotated again
+
+
+def test_a_revoked_key_is_shown_but_not_changed_in_the_console(console, world, make_key):
+    api_key, _ = make_key(name="old name")
+    url = f"/admin/apikeys/apikey/{api_key.id}/change/"
+    assert 'name="name"' in console.get(url).content.decode()  # an active key may be renamed
+    console.post("/admin/apikeys/apikey/", {"action": "revoke_keys", "_selected_action": [str(api_key.id)]})
+    assert 'name="name"' not in console.get(url).content.decode()
+    assert console.post(url, {"name": "new name"}).status_code == 302  # a save changes nothing
+    api_key.refresh_from_db()
+    assert api_key.name == "old name"
+    assert not AuditEntry.objects.filter(object_id=str(api_key.id), action="api_key.update").exists()
