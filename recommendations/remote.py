@@ -200,9 +200,12 @@ def service_client(name: str) -> ServiceClient | None:
     url = settings.DATA_PIPELINE_URL if name == "data_pipeline" else settings.ML_ENGINE_URL
     if not url:
         return None
+    # Tasks run in-process (no broker) make a request wait for them: there, the read timeout of a call
+    # made in a request.
+    in_background = not settings.CELERY_TASK_ALWAYS_EAGER
     read_timeout = (
         settings.UPSTREAM_EMBEDDINGS_READ_TIMEOUT
-        if name == "ml_embeddings"
+        if name == "ml_embeddings" and in_background
         else settings.UPSTREAM_READ_TIMEOUT
     )
     with _clients_lock:

@@ -280,6 +280,7 @@ class TestMlEngine:
         from recommendations.services import items_embed, items_upsert
 
         settings.UPSTREAM_EMBEDDINGS_READ_TIMEOUT = 0.8
+        settings.CELERY_TASK_ALWAYS_EAGER = False  # a worker's task: no request waits for it
         items_upsert(tenant=world.tenant, items=[{"id": f"s{n}", "title": f"Slow {n}"} for n in range(3)])
         ml_engine.embeddings = [{"item_id": "s0", "embedding": [1.0, 0.0]}]
         ml_engine.embeddings_delay = 0.45  # past the 0.3 s of a recommendation
@@ -289,6 +290,9 @@ class TestMlEngine:
             with pytest.raises(UpstreamUnavailable):
                 items_embed(tenant_id=str(world.tenant.id), item_ids=["s1"])
         assert remote.service_client("ml_embeddings").breaker.state == "open"
+        remote.clients_reset()
+        settings.CELERY_TASK_ALWAYS_EAGER = True  # in-process: the request waits, so its own timeout
+        assert remote.service_client("ml_embeddings").timeout == (0.3, 0.3)
         ml_engine.recommendations = [{"item_id": "i1", "score": 0.9}]
         assert recommend(tenant_client).json()["strategy"].startswith("remote")
 
