@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from gunicorn import glogging
 
 # The settings' own .env, so that what they see decides here too.
 environ.Env.read_env(Path(__file__).resolve().parent.parent / ".env", overwrite=False)
@@ -40,22 +41,23 @@ reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").lower() in ("1", "tru
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 accesslog = None  # the app writes one JSON line per request itself
 errorlog = "-"
-# gunicorn's own lines (start, a worker that timed out or died) in the application's format.
-_formatter = {
-    "json": {"()": "config.logging.JsonFormatter", "service": "backend-api"},
-    "console": {"()": "config.logging.ConsoleFormatter"},
-}[os.environ.get("LOG_FORMAT", "json")]
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"app": _formatter},
-    "handlers": {
-        name: {"class": "logging.StreamHandler", "formatter": "app", "stream": "ext://sys.stderr"}
-        for name in ("console", "error_console")
-    },
-    "root": {"level": "INFO", "handlers": ["console"]},
-    "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False}},
-}
+
+
+class AppFormatLogger(glogging.Logger):
+    """gunicorn's own lines (start, a worker that timed out or died) in the application's format. Not
+    through logconfig_dict: with it set, gunicorn builds an access line for every request, then drops it."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        from config.logging import ConsoleFormatter, JsonFormatter
+
+        json_lines = os.environ.get("LOG_FORMAT", "json") == "json"
+        formatter = JsonFormatter(service="backend-api") if json_lines else ConsoleFormatter()
+        for handler in self.error_log.handlers:
+            handler.setFormatter(formatter)
+
+
+logger_class = AppFormatLogger
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # A directory of our own for metrics files.
