@@ -62,10 +62,10 @@ format: install-dev
 	$(BIN)/ruff format .
 
 worker: install
-	$(BIN)/celery -A config worker --loglevel=INFO
+	$(BIN)/celery -A config worker
 
 beat: install
-	$(BIN)/celery -A config beat --loglevel=INFO
+	$(BIN)/celery -A config beat
 
 # The load benchmark (PostgreSQL and Redis on 127.0.0.1); writes bench/RESULTS.md.
 bench: install-dev
