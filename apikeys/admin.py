@@ -83,11 +83,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             current = ApiKey.objects.get(pk=obj.pk)
             name = form.cleaned_data.get("name", current.name)
-            if name != current.name:
-                try:
-                    services.api_key_update(api_key=current, actor=request.user, name=name, source="console")
-                except Conflict as refused:  # revoked or expired since the page was shown
-                    self.message_user(request, str(refused.detail), messages.ERROR)
+            try:
+                if name == current.name:
+                    raise Conflict("Nothing was changed.")
+                services.api_key_update(api_key=current, actor=request.user, name=name, source="console")
+            except Conflict as refused:  # nothing to change, or revoked or expired since the page was shown
+                request.api_key_unchanged = str(refused.detail)
             return
         api_key, secret = services.api_key_create(
             tenant=form.cleaned_data["tenant"],
@@ -99,6 +100,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
         )
         obj.pk = api_key.pk
         request.new_api_key = (api_key, secret)
+
+    def message_user(self, request: HttpRequest, message: str, *args: Any, **kwargs: Any) -> None:
+        """Instead of Django's "changed successfully" after a save that changed nothing, what happened."""
+        unchanged = getattr(request, "api_key_unchanged", None)
+        if unchanged is None:
+            super().message_user(request, message, *args, **kwargs)
+        elif unchanged:
+            super().message_user(request, unchanged, messages.WARNING)
+            request.api_key_unchanged = ""
 
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None

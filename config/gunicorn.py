@@ -41,6 +41,7 @@ reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").lower() in ("1", "tru
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 accesslog = None  # the app writes one JSON line per request itself
 errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 
 class AppFormatLogger(glogging.Logger):

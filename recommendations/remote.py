@@ -210,11 +210,12 @@ def service_client(name: str) -> ServiceClient | None:
     )
     with _clients_lock:
         client = _clients.get(name)
-        if client is None or client.base_url != url:
+        timeout = (settings.UPSTREAM_CONNECT_TIMEOUT, read_timeout)
+        if client is None or client.base_url != url or client.timeout != timeout:
             client = ServiceClient(
                 name=name,
                 base_url=url,
-                timeout=(settings.UPSTREAM_CONNECT_TIMEOUT, read_timeout),
+                timeout=timeout,
                 retries=settings.UPSTREAM_RETRIES,
                 breaker=CircuitBreaker(
                     settings.UPSTREAM_BREAKER_THRESHOLD, settings.UPSTREAM_BREAKER_COOLDOWN

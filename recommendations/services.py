@@ -16,6 +16,7 @@ from celery import Task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
+from django.db.models.functions import Collate
 from django.utils import timezone
 from prometheus_client import Counter
 from rest_framework import exceptions
@@ -519,16 +520,22 @@ def items_embed(*, tenant_id: str, item_ids: list[str]) -> int:
             )
             updated.append(item)
     with transaction.atomic():
-        # An item written while the engine worked (an embedding of the caller's own, a new text) keeps
-        # what was written: the engine's answer is for the item as it was sent.
-        unchanged = set(
-            Item.objects.select_for_update()
-            .order_by("external_id")  # the upserts' order: one waits for the other, no deadlock
+        # An item whose content was written while the engine worked (an embedding of the caller's own,
+        # a new text, which asks the engine again) keeps what was written: the engine's answer is for
+        # the item as it was sent. Other changes (metadata, is_active) leave the answer good.
+        current = {
+            pk: content
+            for pk, *content in Item.objects.select_for_update()
+            # The upserts' order (theirs is Python's, code points): one waits for the other, no deadlock.
+            .order_by(Collate("external_id", "C") if connection.vendor == "postgresql" else "external_id")
             .filter(pk__in=[item.pk for item in updated], embedding__isnull=True)
-            .filter(updated_at__in={item.updated_at for item in updated})
-            .values_list("pk", "updated_at")
-        )
-        updated = [item for item in updated if (item.pk, item.updated_at) in unchanged]
+            .values_list("pk", "title", "description", "categories")
+        }
+        updated = [
+            item
+            for item in updated
+            if current.get(item.pk) == [item.title, item.description, item.categories]
+        ]
         Item.objects.bulk_update(updated, ["content_vector"])
         if updated:
             engine.catalog_changed(tenant_id)

@@ -649,6 +649,9 @@ def raw_retention_start() -> datetime:
     return _midnight(raw_retention_cutoff().date())
 
 
+PARTITIONS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('usage_partitions'))"
+
+
 def usage_partitions_ensure(*, months_ahead: int = 2) -> list[str]:
     """Creates the monthly partitions of usage_logs from this month to `months_ahead` on (PostgreSQL).
     Rows the default partition caught for a month without one (beat stopped for months, a host whose
@@ -663,11 +666,13 @@ def usage_partitions_ensure(*, months_ahead: int = 2) -> list[str]:
             f"('{first:%Y-%m-%d}') TO ('{next_month(first):%Y-%m-%d}')",
         )
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('usage_partitions_ensure'))")
+            cursor.execute(PARTITIONS_LOCK)
             cursor.execute("SELECT to_regclass(%s)", [name])
             if cursor.fetchone()[0] is None:
                 # Held from the move to the attach: a row a flush routes to the default partition in
-                # between would make PostgreSQL refuse the attach.
+                # between would make PostgreSQL refuse the attach. The parent first, as DETACH takes
+                # them (flushes' ROW EXCLUSIVE on the parent does not wait for this one).
+                cursor.execute("LOCK TABLE usage_logs IN SHARE UPDATE EXCLUSIVE MODE")
                 cursor.execute("LOCK TABLE usage_logs_default IN ACCESS EXCLUSIVE MODE")
                 cursor.execute(
                     f"CREATE TABLE {name} (LIKE usage_logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
@@ -709,6 +714,7 @@ def usage_partitions_prune() -> list[str]:
         if datetime.combine(next_month(first), datetime.min.time(), tzinfo=UTC) > cutoff:
             continue
         with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(PARTITIONS_LOCK)  # one upkeep at a time (usage_partitions_ensure)
             cursor.execute(f"ALTER TABLE usage_logs DETACH PARTITION {name}")
             cursor.execute(f"DROP TABLE {name}")
         dropped.append(name)

@@ -90,7 +90,9 @@ def test_a_revoked_key_is_shown_but_not_changed_in_the_console(console, world, m
     assert 'name="name"' in console.get(url).content.decode()  # an active key may be renamed
     console.post("/admin/apikeys/apikey/", {"action": "revoke_keys", "_selected_action": [str(api_key.id)]})
     assert 'name="name"' not in console.get(url).content.decode()
-    assert console.post(url, {"name": "new name"}).status_code == 302  # a save changes nothing
+    saved = console.post(url, {"name": "new name"}, follow=True)  # a save changes nothing, and says so
+    shown = [str(message) for message in saved.context["messages"]]
+    assert shown == ["Nothing was changed."]
     api_key.refresh_from_db()
     assert api_key.name == "old name"
     assert not AuditEntry.objects.filter(object_id=str(api_key.id), action="api_key.update").exists()

@@ -296,25 +296,35 @@ class TestMlEngine:
         ml_engine.recommendations = [{"item_id": "i1", "score": 0.9}]
         assert recommend(tenant_client).json()["strategy"].startswith("remote")
 
-    def test_an_item_written_while_the_engine_embedded_it_keeps_what_was_written(self, world, ml_engine):
+    def test_an_item_whose_text_was_written_while_the_engine_embedded_it_keeps_it(self, world, ml_engine):
         from recommendations.services import item_update, items_embed, items_upsert
 
-        items_upsert(tenant=world.tenant, items=[{"id": "w1", "title": "Old text"}])
-        ml_engine.embeddings = [{"item_id": "w1", "embedding": [1.0, 0.0]}]
+        items_upsert(
+            tenant=world.tenant, items=[{"id": "w1", "title": "Old text"}, {"id": "w2", "title": "Two"}]
+        )
+        ml_engine.embeddings = [
+            {"item_id": "w1", "embedding": [1.0, 0.0]},
+            {"item_id": "w2", "embedding": [0.0, 1.0]},
+        ]
         client = remote.service_client("ml_embeddings")
         post = client.post
 
         def meanwhile(path, payload):
             answer = post(path, payload)
-            item_update(item=Item.objects.get(external_id="w1"), title="New text")  # a PATCH meanwhile
+            # PATCHes meanwhile: a new text (the engine is asked again), and metadata (the answer holds)
+            item_update(item=Item.objects.get(external_id="w1"), title="New text")
+            item_update(item=Item.objects.get(external_id="w2"), metadata={"price": 3})
             return answer
 
         client.post = meanwhile
-        assert items_embed(tenant_id=str(world.tenant.id), item_ids=["w1"]) == 0
-        stored = Item.objects.get(external_id="w1")
-        assert stored.title == "New text"
-        assert bytes(stored.content_vector) == to_bytes(
+        assert items_embed(tenant_id=str(world.tenant.id), item_ids=["w1", "w2"]) == 1
+        first, second = Item.objects.get(external_id="w1"), Item.objects.get(external_id="w2")
+        assert first.title == "New text"
+        assert bytes(first.content_vector) == to_bytes(
             content_vector(title="New text", description="", categories=[], embedding=None)
+        )
+        assert bytes(second.content_vector) == to_bytes(
+            content_vector(title="", description="", categories=[], embedding=[0.0, 1.0])
         )
 
     def test_embeddings_in_the_seeds_shape_and_after_a_text_change(
