@@ -2,6 +2,7 @@ import logging
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -324,54 +325,56 @@ def test_a_burst_from_several_processes_gets_exactly_the_limit(settings):
     assert allowed == 50  # 160 attempts at once, limit 50: not one more, not one less
 
 
-@pytest.mark.redis
-def test_redis_going_away_fails_open_and_comes_back(
-    world, key_client, probe, private_redis, settings, caplog, monkeypatch
-):
+@contextmanager
+def failing_open_once(caplog):
+    """What is inside lets requests through on an unreachable limiter: counted once, and logged."""
+    before = ratelimit.rate_limit_errors_total.labels("unavailable")._value.get()
+    with caplog.at_level(logging.WARNING, logger="usage.ratelimit"):
+        yield
+    assert ratelimit.rate_limit_errors_total.labels("unavailable")._value.get() == before + 1
+    assert any("Rate limiter unavailable" in record.getMessage() for record in caplog.records)
+
+
+@pytest.fixture
+def private_limiter(private_redis, settings):
+    """The limiter on a Redis of the test's own, which it may stop, with a short timeout."""
     settings.RATE_LIMIT_REDIS_URL = private_redis.url
     settings.RATE_LIMIT_REDIS_TIMEOUT = 0.05
     ratelimit.limiter.cache_clear()
+    yield private_redis
+    ratelimit.limiter.cache_clear()
+
+
+@pytest.mark.redis
+def test_redis_going_away_fails_open_and_comes_back(
+    world, key_client, probe, private_limiter, caplog, monkeypatch
+):
     limit(world, minute=2)
-    try:
-        assert key_client.get(probe)["X-RateLimit-Remaining"] == "1"
-        private_redis.stop()
-        errors_before = ratelimit.rate_limit_errors_total.labels("unavailable")._value.get()
-        with caplog.at_level(logging.WARNING, logger="usage.ratelimit"):
-            for _ in range(4):
-                response = key_client.get(probe)
-                assert response.status_code == 200
-                assert "X-RateLimit-Limit" not in response
-        assert ratelimit.rate_limit_errors_total.labels("unavailable")._value.get() == errors_before + 1
-        assert any("Rate limiter unavailable" in record.getMessage() for record in caplog.records)
-        private_redis.start()  # an empty Redis again, as after a restart without persistence
-        monkeypatch.setattr(ratelimit, "_open_until", 0.0)
-        assert key_client.get(probe)["X-RateLimit-Remaining"] == "1"
-        key_client.get(probe)
-        assert_error(key_client.get(probe), 429, "RATE_LIMIT_EXCEEDED")
-    finally:
-        ratelimit.limiter.cache_clear()
+    assert key_client.get(probe)["X-RateLimit-Remaining"] == "1"
+    private_limiter.stop()
+    with failing_open_once(caplog):
+        for _ in range(4):
+            response = key_client.get(probe)
+            assert response.status_code == 200
+            assert "X-RateLimit-Limit" not in response
+    private_limiter.start()  # an empty Redis again, as after a restart without persistence
+    monkeypatch.setattr(ratelimit, "_open_until", 0.0)
+    assert key_client.get(probe)["X-RateLimit-Remaining"] == "1"
+    key_client.get(probe)
+    assert_error(key_client.get(probe), 429, "RATE_LIMIT_EXCEEDED")
 
 
 @pytest.mark.redis
 def test_a_key_first_seen_while_redis_is_away_is_let_through_with_a_log_line(
-    world, key_client, probe, private_redis, settings, caplog, monkeypatch
+    world, key_client, probe, private_limiter, caplog, monkeypatch
 ):
     from apikeys import services as keys
 
-    settings.RATE_LIMIT_REDIS_URL = private_redis.url
-    settings.RATE_LIMIT_REDIS_TIMEOUT = 0.05
-    ratelimit.limiter.cache_clear()
-    try:
-        private_redis.stop()
-        monkeypatch.setattr(keys, "_remembered", {})  # a fresh process: its key's generation is read first
-        errors_before = ratelimit.rate_limit_errors_total.labels("unavailable")._value.get()
-        with caplog.at_level(logging.WARNING, logger="usage.ratelimit"):
-            assert key_client.get(probe).status_code == 200
-        assert ratelimit.rate_limit_errors_total.labels("unavailable")._value.get() == errors_before + 1
-        assert any("Rate limiter unavailable" in record.getMessage() for record in caplog.records)
-    finally:
-        monkeypatch.setattr(ratelimit, "_open_until", 0.0)
-        ratelimit.limiter.cache_clear()
+    private_limiter.stop()
+    monkeypatch.setattr(keys, "_remembered", {})  # a fresh process: its key's generation is read first
+    with failing_open_once(caplog):
+        assert key_client.get(probe).status_code == 200
+    monkeypatch.setattr(ratelimit, "_open_until", 0.0)
 
 
 @pytest.mark.redis
