@@ -140,10 +140,12 @@ class TestMlEngine:
 
     def test_a_slow_engine_times_out_quickly(self, world, tenant_client, ml_engine):
         ml_engine.delay = 1.0
-        started = time.monotonic()
+        timeouts = outcomes("timeout")
         response = recommend(tenant_client)
         assert response.json()["strategy"].startswith("fallback:")
-        assert time.monotonic() - started < 0.9  # one read timeout (0.3 s), no retry of a timeout
+        assert (
+            len(ml_engine.received) == 1 and outcomes("timeout") == timeouts + 1
+        )  # a timeout is not retried
 
     @pytest.mark.parametrize("mode", ["malformed", "nested"])
     def test_nonsense_is_counted_as_such_and_not_asked_again(self, world, tenant_client, ml_engine, mode):

@@ -2,7 +2,7 @@
 
 import json
 import re
-from datetime import date
+from datetime import timedelta
 
 import pytest
 from django.test import Client
@@ -384,8 +384,15 @@ def test_the_user_pages_work(console, world):
     assert console.get("/admin/accounts/user/add/").status_code == 200
 
 
-def test_invoice_dates_are_months(world):
-    assert invoice(world.tenant).month == date(2026, 9, 1)
+def test_an_invoice_is_dated_by_its_month(world):
+    from django.utils import timezone
+
+    from usage.models import Invoice
+    from usage.services import invoice_generate
+
+    last_day = timezone.now().date().replace(day=1) - timedelta(days=1)  # the 28th to the 31st
+    made = invoice_generate(tenant=world.tenant, month=last_day)
+    assert Invoice.objects.get(pk=made.pk).month == last_day.replace(day=1)
 
 
 @pytest.mark.parametrize(
