@@ -67,16 +67,14 @@ class ConsoleSite(admin.AdminSite):
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
         from tenants.models import AuditEntry, Tenant
         from usage.models import DailyUsage, UsageLog
-        from usage.reports import raw_usage_start
+        from usage.reports import month_raw_usage_start
 
         if not request.user.has_perm("tenants.view_tenant"):
             # The business's figures are for the staff roles that may look at tenants.
             return super().index(request, extra_context)
         today = timezone.now().date()
         midnight = datetime.combine(today, datetime.min.time(), tzinfo=UTC)
-        live_since = max(
-            raw_usage_start(), datetime.combine(today.replace(day=1), datetime.min.time(), tzinfo=UTC)
-        )
+        live_since = month_raw_usage_start()
         month = DailyUsage.objects.filter(day__gte=today.replace(day=1), day__lt=live_since.date())
         top = {
             row["tenant"]: row["requests"]

@@ -1,5 +1,5 @@
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -19,7 +19,7 @@ from tenants import services
 from tenants.models import AuditEntry, Tenant
 from usage.admin import RateLimitInline
 from usage.models import DailyUsage, RateLimit, UsageLog
-from usage.reports import raw_usage_start, usage_chart_svg, usage_month_to_date, usage_recent_days
+from usage.reports import month_raw_usage_start, usage_chart_svg, usage_month_to_date, usage_recent_days
 from usage.services import rate_limits_set
 
 CONSOLE = AuditEntry.Source.CONSOLE
@@ -237,7 +237,7 @@ class TenantAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Subqueries, not joins: one query for the whole page, whatever the number of rows.
         month_start = timezone.now().date().replace(day=1)
-        live_since = max(raw_usage_start(), datetime.combine(month_start, datetime.min.time(), tzinfo=UTC))
+        live_since = month_raw_usage_start()
         users = (
             User.objects.filter(tenant=OuterRef("pk"), is_active=True)
             .values("tenant")

@@ -32,6 +32,13 @@ def raw_usage_start() -> datetime:
     return datetime.combine(yesterday, datetime.min.time(), tzinfo=UTC)
 
 
+def month_raw_usage_start() -> datetime:
+    """Where this month's count moves from rollups to raw rows: raw_usage_start(), or the month's
+    first midnight on its first day."""
+    first = timezone.now().date().replace(day=1)
+    return max(raw_usage_start(), datetime.combine(first, datetime.min.time(), tzinfo=UTC))
+
+
 def usage_recent_days(*, tenant: Tenant, days: int = 30) -> list[DayUsage]:
     """Requests and errors per day: earlier days from the rollups, yesterday and today from the raw rows."""
     today = timezone.now().date()
