@@ -69,6 +69,15 @@ def _decode_refresh(raw: str) -> RefreshToken:
     return token
 
 
+def refresh_token_owner(*, refresh_token: str) -> tuple[uuid.UUID | None, str]:
+    """The tenant and the caller a refresh token speaks for, from its signed claims alone (a token
+    already exchanged too: a retry of that exchange is told apart by its Idempotency-Key)."""
+    token = _decode_refresh(refresh_token)
+    tenant_id = token.get("tid")
+    user_id = token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"])
+    return (uuid.UUID(tenant_id) if tenant_id else None), f"user:{user_id}"
+
+
 def session_refresh(*, refresh_token: str) -> tuple[UserSession, TokenPair]:
     """Exchanges the session's current refresh token for a new pair; the old one stops working.
 

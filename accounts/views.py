@@ -47,10 +47,16 @@ def _token_answer(session: UserSession, pair: services.TokenPair) -> Response:
     )
 
 
-class LoginView(APIView):
+class _TokenIssuingView(IdempotentPostMixin, APIView):
+    """A retry under an Idempotency-Key gets the same tokens again: they are kept sealed with a key
+    that only the same body (the password, the refresh token) gives."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    idempotency_sealed = ("access_token", "refresh_token")
 
+
+class LoginView(_TokenIssuingView):
     @extend_schema(request=LoginSerializer, responses={200: TokenPairSerializer}, tags=["auth"])
     def post(self, request: Request) -> Response:
         body = LoginSerializer(data=request.data)
@@ -62,25 +68,25 @@ class LoginView(APIView):
         if user is None:
             raise exceptions.AuthenticationFailed(INVALID_LOGIN)
         services.tenant_access_check(user.tenant)
+        self.idempotency_claim(request, tenant_id=user.tenant_id, caller=f"user:{user.pk}")
         session, pair = services.session_start(
             user=user, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
         )
         return _token_answer(session, pair)
 
 
-class RefreshView(APIView):
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-
+class RefreshView(_TokenIssuingView):
     @extend_schema(request=RefreshTokenSerializer, responses={200: TokenPairSerializer}, tags=["auth"])
     def post(self, request: Request) -> Response:
         body = RefreshTokenSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        tenant_id, caller = services.refresh_token_owner(refresh_token=body.validated_data["refresh_token"])
+        self.idempotency_claim(request, tenant_id=tenant_id, caller=caller)
         session, pair = services.session_refresh(refresh_token=body.validated_data["refresh_token"])
         return _token_answer(session, pair)
 
 
-class LogoutView(APIView):
+class LogoutView(IdempotentPostMixin, APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
@@ -88,6 +94,8 @@ class LogoutView(APIView):
     def post(self, request: Request) -> Response:
         body = RefreshTokenSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        tenant_id, caller = services.refresh_token_owner(refresh_token=body.validated_data["refresh_token"])
+        self.idempotency_claim(request, tenant_id=tenant_id, caller=caller)
         services.session_end_by_refresh_token(refresh_token=body.validated_data["refresh_token"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 

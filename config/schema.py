@@ -43,7 +43,7 @@ IDEMPOTENCY_HEADER = {
     "in": "header",
     "required": False,
     "description": "1-255 characters, scoped to the tenant; a retry by the same caller with the same key and "
-    "body replays the first answer (24 h).",
+    "body replays the first answer (24 h). Staff have no tenant: their requests are not replayed.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 
@@ -65,8 +65,7 @@ def error_responses(result: dict[str, Any], generator: Any, request: Any, public
                     status,
                     {"description": description, "content": {"application/json": {"schema": reference}}},
                 )
-            unscoped = ("/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout")
-            if method == "post" and path.startswith("/api/v1/") and path not in unscoped:
+            if method == "post" and path.startswith("/api/v1/"):
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_HEADER)
     return result
 

@@ -2,11 +2,16 @@
 and replayed to retries with the same body; a different body is 422, a retry while the first still
 runs is 409. The claim is a row with a unique (tenant, key), so concurrent retries race safely."""
 
+import base64
 import hashlib
 import hmac
+import os
+import uuid
 from datetime import timedelta
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -31,12 +36,16 @@ class Replay(Exception):
         self.record = record
 
 
-def _request_hash(request: Request) -> str:
+def _caller(request: Request) -> str:
+    api_key = getattr(request, "api_key", None)
+    return f"key:{api_key.id}" if api_key is not None else f"user:{request.user.pk}"
+
+
+def _request_hash(request: Request, caller: str | None = None) -> str:
     """The request as far as a replay must match it: who sent it too, so that a key that another user
     or API key of the tenant happened to use is 422, never that caller's answer (say, a logout-all
     that ended someone else's sessions, not theirs)."""
-    api_key = getattr(request, "api_key", None)
-    caller = f"key:{api_key.id}" if api_key is not None else f"user:{request.user.pk}"
+    caller = caller or _caller(request)
     # Keyed: a body may hold a password (a new user's, a password change), and a plain digest of it
     # would let whoever reads the table test guesses at the speed of SHA-256.
     digest = hmac.new(settings.SECRET_KEY.encode(), digestmod=hashlib.sha256)
@@ -45,15 +54,46 @@ def _request_hash(request: Request) -> str:
     return digest.hexdigest()
 
 
-def idempotency_begin(*, request: Request) -> IdempotencyRecord | None:
-    """Claims the request's key, or raises Replay / 409 / 422. None when the request has no key."""
+def _seal_key(request: Request) -> bytes:
+    """The key that seals an answer's secrets for its replays. It is derived from the request's body
+    (a password, a refresh token), which the table does not hold: whoever reads the table cannot
+    open them, while a retry that sends the same body can."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), digestmod=hashlib.sha256)
+    digest.update(f"idempotency seal\n{request.method} {request.path} {request.META.get(HEADER)}\n".encode())
+    digest.update(request.body)
+    return digest.digest()
+
+
+def _seal(value: Any, *, request: Request) -> dict[str, str]:
+    nonce = os.urandom(12)
+    sealed = AESGCM(_seal_key(request)).encrypt(nonce, str(value).encode(), None)
+    return {"sealed": base64.b64encode(nonce + sealed).decode()}
+
+
+def _unseal(value: Any, *, request: Request) -> str | None:
+    """The secret again, or None when it cannot be opened (the secret key changed since)."""
+    try:
+        raw = base64.b64decode(value["sealed"])
+        return AESGCM(_seal_key(request)).decrypt(raw[:12], raw[12:], None).decode()
+    except (InvalidTag, KeyError, TypeError, ValueError):
+        return None
+
+
+def idempotency_begin(
+    *, request: Request, tenant_id: uuid.UUID | None = None, caller: str | None = None
+) -> IdempotencyRecord | None:
+    """Claims the request's key, or raises Replay / 409 / 422. None when the request has no key.
+
+    The tenant and the caller are the request's own unless given: a login or a refresh knows who
+    sends it only once it has checked the credentials in its body."""
     key = request.META.get(HEADER)
     if key is None:
         return None
     if not 1 <= len(key) <= 255:
         raise exceptions.ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
+    tenant_id = tenant_id or request.tenant.pk
     now = timezone.now()
-    fingerprint = _request_hash(request)
+    fingerprint = _request_hash(request, caller)
     record = None
     # A claim freed between the two statements (its request failed, or the record expired and was
     # pruned) is gone by the second: the key is claimed again.
@@ -61,13 +101,13 @@ def idempotency_begin(*, request: Request) -> IdempotencyRecord | None:
         try:
             with transaction.atomic():
                 return IdempotencyRecord.objects.create(
-                    tenant=request.tenant, key=key, request_hash=fingerprint, expires_at=now + KEEP
+                    tenant_id=tenant_id, key=key, request_hash=fingerprint, expires_at=now + KEEP
                 )
         except IntegrityError:
             pass
         with transaction.atomic():
             record = (
-                IdempotencyRecord.objects.select_for_update().filter(tenant=request.tenant, key=key).first()
+                IdempotencyRecord.objects.select_for_update().filter(tenant_id=tenant_id, key=key).first()
             )
             if record is None:
                 continue
@@ -88,15 +128,25 @@ def idempotency_begin(*, request: Request) -> IdempotencyRecord | None:
     raise Replay(record)
 
 
-def idempotency_finish(*, record: IdempotencyRecord, response: Response, redact: tuple[str, ...]) -> None:
+def idempotency_finish(
+    *,
+    record: IdempotencyRecord,
+    request: Request,
+    response: Response,
+    redact: tuple[str, ...] = (),
+    sealed: tuple[str, ...] = (),
+) -> None:
     """Keeps the answer for replays; a server error or a 429 (both passing) frees the key so that a
-    retry can run again."""
+    retry can run again. Fields in `redact` are never kept; those in `sealed` are kept encrypted."""
     if response.status_code >= 500 or response.status_code == 429:
         IdempotencyRecord.objects.filter(pk=record.pk).delete()
         return
     body: Any = response.data
-    if redact and isinstance(body, dict):
-        body = {name: (None if name in redact else value) for name, value in body.items()}
+    if (redact or sealed) and isinstance(body, dict):
+        body = {
+            name: None if name in redact else _seal(value, request=request) if name in sealed else value
+            for name, value in body.items()
+        }
     if json_has_nul(body):
         # An answer echoing a NUL of the request (a refusal): it cannot be stored, so it is not kept,
         # and a retry is answered afresh, the same way.
@@ -107,11 +157,16 @@ def idempotency_finish(*, record: IdempotencyRecord, response: Response, redact:
     )
 
 
-def replay_response(record: IdempotencyRecord) -> Response:
+def replay_response(record: IdempotencyRecord, *, request: Request, sealed: tuple[str, ...] = ()) -> Response:
     """The first answer again; an error's envelope names this request's id, as X-Request-ID does."""
     body = record.response_body
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         body = {**body, "error": {**body["error"], "request_id": request_id_var.get()}}
+    elif sealed and isinstance(body, dict):
+        body = {
+            name: _unseal(value, request=request) if name in sealed and value is not None else value
+            for name, value in body.items()
+        }
     return Response(body, status=record.status_code, headers={"Idempotent-Replayed": "true"})
 
 
@@ -121,20 +176,31 @@ def idempotency_records_prune() -> int:
 
 
 class IdempotentPostMixin:
-    """For DRF views of a tenant's own objects: POSTs honour Idempotency-Key."""
+    """For DRF views of a tenant's own objects: POSTs honour Idempotency-Key. A view whose caller is
+    known only from its body (a login, a refresh) claims the key itself with `idempotency_claim`."""
 
     # Fields of an answer that must never be stored (a new API key's secret): replays show null.
     idempotency_redact: tuple[str, ...] = ()
+    # Fields stored sealed with a key only the same request's body gives (a login's tokens).
+    idempotency_sealed: tuple[str, ...] = ()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         self._idempotency = None
-        if request.method == "POST" and getattr(request, "tenant", None) is not None:
-            self._idempotency = idempotency_begin(request=request)
+        if request.method == "POST" and HEADER in request.META:
+            # Read before the parsers consume the stream: the fingerprint is of the raw bytes.
+            request.body  # noqa: B018
+            if getattr(request, "tenant", None) is not None:
+                self._idempotency = idempotency_begin(request=request)
+
+    def idempotency_claim(self, request: Request, *, tenant_id: uuid.UUID | None, caller: str) -> None:
+        """Claims the key for a caller the view has identified; staff have no tenant to scope it to."""
+        if request.method == "POST" and tenant_id is not None:
+            self._idempotency = idempotency_begin(request=request, tenant_id=tenant_id, caller=caller)
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, Replay):
-            return replay_response(exc.record)
+            return replay_response(exc.record, request=self.request, sealed=self.idempotency_sealed)
         return super().handle_exception(exc)  # type: ignore[misc]
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
@@ -142,5 +208,11 @@ class IdempotentPostMixin:
         record = getattr(self, "_idempotency", None)
         if record is not None:
             self._idempotency = None
-            idempotency_finish(record=record, response=response, redact=self.idempotency_redact)
+            idempotency_finish(
+                record=record,
+                request=request,
+                response=response,
+                redact=self.idempotency_redact,
+                sealed=self.idempotency_sealed,
+            )
         return response

@@ -404,3 +404,93 @@ def test_a_password_change_retried_with_its_idempotency_key_is_replayed(world, c
     again = client.post("/api/v1/auth/password", body, format="json", HTTP_IDEMPOTENCY_KEY="pw-1")
     assert first.status_code == again.status_code == 204
     assert again["Idempotent-Replayed"] == "true"
+
+
+class TestIdempotentTokens:
+    """Every POST under /api/v1/ honours Idempotency-Key (API.md), the token endpoints too."""
+
+    def test_it_answers_a_retried_login_with_the_same_tokens_and_one_session(self, api, world):
+        first = login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-1")
+        again = login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-1")
+        assert first.status_code == again.status_code == 200
+        assert again["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first
+        assert again.json() == first.json()
+        assert UserSession.objects.filter(user=world.developer).count() == 1
+        assert bearer(APIClient(), again.json()["access_token"]).get(ME).status_code == 200
+
+    def test_it_keeps_the_tokens_sealed_where_the_table_is_read(self, api, world):
+        from tenants.models import IdempotencyRecord
+
+        tokens = login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-1").json()
+        stored = IdempotencyRecord.objects.get(tenant=world.tenant, key="login-1").response_body
+        assert stored["user"]["email"] == "dev@acme.test"
+        for name in ("access_token", "refresh_token"):
+            assert set(stored[name]) == {"sealed"}
+            assert tokens[name] not in str(stored)
+
+    def test_it_answers_a_retried_refresh_again_and_keeps_the_session(self, api, world):
+        tokens = login(api, "dev@acme.test").json()
+        body = {"refresh_token": tokens["refresh_token"]}
+        first = api.post(REFRESH, body, format="json", HTTP_IDEMPOTENCY_KEY="refresh-1")
+        # The answer was lost on its way: the client sends the same refresh again.
+        again = api.post(REFRESH, body, format="json", HTTP_IDEMPOTENCY_KEY="refresh-1")
+        assert first.status_code == again.status_code == 200
+        assert again["Idempotent-Replayed"] == "true"
+        assert again.json()["refresh_token"] == first.json()["refresh_token"]
+        # Not taken for a stolen token's reuse: the session lives on, and the new token works.
+        newer = api.post(REFRESH, {"refresh_token": again.json()["refresh_token"]}, format="json")
+        assert newer.status_code == 200
+        assert UserSession.objects.get(user=world.developer).ended_at is None
+
+    def test_a_refresh_retried_without_its_key_is_still_a_reuse(self, api, world):
+        tokens = login(api, "dev@acme.test").json()
+        body = {"refresh_token": tokens["refresh_token"]}
+        assert api.post(REFRESH, body, format="json", HTTP_IDEMPOTENCY_KEY="refresh-1").status_code == 200
+        assert_error(api.post(REFRESH, body, format="json"), 401, "AUTHENTICATION_FAILED")
+        assert UserSession.objects.get(user=world.developer).end_reason == "refresh_reused"
+
+    def test_it_refuses_the_same_key_with_another_body(self, api, world):
+        assert login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="k").status_code == 200
+        # Another user of the tenant, and the same user with another body, may not take its answer.
+        assert_error(login(api, "viewer@acme.test", HTTP_IDEMPOTENCY_KEY="k"), 422, "IDEMPOTENCY_KEY_REUSED")
+        tokens = login(api, "dev@acme.test").json()
+        response = api.post(
+            LOGOUT, {"refresh_token": tokens["refresh_token"]}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+        )
+        assert_error(response, 422, "IDEMPOTENCY_KEY_REUSED")
+        assert UserSession.objects.filter(user=world.developer, ended_at__isnull=True).count() == 2
+
+    def test_another_tenants_key_of_the_same_name_is_its_own(self, api, world):
+        ours = login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="k")
+        theirs = login(api, "admin@globex.test", HTTP_IDEMPOTENCY_KEY="k")
+        assert ours.status_code == theirs.status_code == 200
+        assert "Idempotent-Replayed" not in theirs
+        assert theirs.json()["user"]["email"] == "admin@globex.test"
+
+    def test_it_answers_a_retried_logout_again(self, api, world):
+        tokens = login(api, "dev@acme.test").json()
+        body = {"refresh_token": tokens["refresh_token"]}
+        first = api.post(LOGOUT, body, format="json", HTTP_IDEMPOTENCY_KEY="bye")
+        again = api.post(LOGOUT, body, format="json", HTTP_IDEMPOTENCY_KEY="bye")
+        assert first.status_code == again.status_code == 204
+        assert again["Idempotent-Replayed"] == "true"
+
+    def test_a_failed_login_claims_no_key(self, api, world):
+        assert_error(
+            login(api, "dev@acme.test", "wrong", HTTP_IDEMPOTENCY_KEY="k"), 401, "AUTHENTICATION_FAILED"
+        )
+        assert login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="k").status_code == 200
+
+    def test_a_sealed_token_opens_only_for_the_same_body(self, world, rf):
+        from rest_framework.parsers import JSONParser
+        from rest_framework.request import Request
+
+        from tenants.idempotency import _seal, _unseal
+
+        def request(body: bytes) -> Request:
+            django_request = rf.post(LOGIN, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k")
+            return Request(django_request, parsers=[JSONParser()])
+
+        sealed = _seal("the-token", request=request(b'{"password": "one"}'))
+        assert _unseal(sealed, request=request(b'{"password": "one"}')) == "the-token"
+        assert _unseal(sealed, request=request(b'{"password": "two"}')) is None

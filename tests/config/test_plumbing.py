@@ -169,6 +169,16 @@ class TestOperations:
             assert "cdn." not in html and "unpkg" not in html and "fonts.g" not in html
             assert not re.findall(r"""(?:src|href)=["']?(?:https?:)?//""", html), page
 
+    def test_the_schema_offers_idempotency_key_on_every_post_under_api_v1(self, api, db):
+        paths = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()["paths"]
+        posts = {
+            path: ops["post"] for path, ops in paths.items() if path.startswith("/api/v1/") and "post" in ops
+        }
+        assert "/api/v1/auth/login" in posts and "/api/v1/auth/refresh" in posts
+        for path, operation in posts.items():
+            headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+            assert "Idempotency-Key" in headers, path
+
 
 class TestSecurityHeaders:
     def test_every_answer_has_them(self, api, db):
