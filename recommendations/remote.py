@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,10 +105,11 @@ class ServiceClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
-    def post(self, path: str, payload: dict) -> Any:
+    def post(self, path: str, payload: dict, accept: Callable[[Any], bool] | None = None) -> Any:
         """POSTs JSON and returns the decoded JSON answer (None for an empty one), or raises
         UpstreamError. A connection error or a 5xx is retried at once; a timeout, a 4xx or nonsense
-        is not (UpstreamRejected for the 4xx that refuse the request itself)."""
+        is not (UpstreamRejected for the 4xx that refuse the request itself). An answer `accept`
+        refuses is nonsense too: it counts against the breaker as a failed call does."""
         if not self.breaker.allow():
             upstream_calls_total.labels(self.name, "breaker_open").inc()
             raise CircuitOpen(f"{self.name}: circuit open")
@@ -120,6 +122,8 @@ class ServiceClient:
                 upstream_call_seconds.labels(self.name).observe(time.perf_counter() - started)
                 if status < 400:
                     body = json.loads(content) if content.strip() else None
+                    if accept is not None and not accept(body):
+                        raise ValueError("an answer of another shape")
                     upstream_calls_total.labels(self.name, "ok").inc()
                     self.breaker.record(True)
                     return body
@@ -131,7 +135,7 @@ class ServiceClient:
             except requests.RequestException as exc:
                 upstream_calls_total.labels(self.name, "unreachable").inc()
                 last_error = exc.__class__.__name__
-            except (ValueError, RecursionError):  # not JSON, too large, or nested past the decoder
+            except (ValueError, RecursionError):  # not JSON, too large, nested past the decoder, or unfit
                 upstream_calls_total.labels(self.name, "malformed").inc()
                 last_error = "malformed answer"
                 break

@@ -414,6 +414,13 @@ def engines_train_stale() -> int:
     return count
 
 
+def _listed(body: Any, name: str) -> list | None:
+    """The list an engine's answer holds: `{name: [...]}`, or the list itself (the seed's client
+    returned the answer as a list)."""
+    listed = body.get(name) if isinstance(body, dict) else body
+    return listed if isinstance(listed, list) else None
+
+
 def _remote_recommend(tenant_id: str, query: Query, marks: Marks | None) -> Answer:
     """Asks the ML engine; keeps only what it may show (known, active, filtered, unseen) and fills up."""
     client = service_client("ml_engine")
@@ -431,10 +438,9 @@ def _remote_recommend(tenant_id: str, query: Query, marks: Marks | None) -> Answ
             },
             "exclude_seen": query.exclude_seen,
         },
+        accept=lambda body: _listed(body, "recommendations") is not None,
     )
-    answers = body.get("recommendations") if isinstance(body, dict) else None
-    if not isinstance(answers, list):
-        raise UpstreamError("ml_engine: answer without a list of recommendations")
+    answers = _listed(body, "recommendations") or []
     index = engine.index_for(tenant_id, marks)
     seen = None
     if query.exclude_seen:
@@ -497,16 +503,19 @@ def items_embed(*, tenant_id: str, item_ids: list[str]) -> int:
         for i in items
     ]
     try:
-        body = client.post("/internal/ml/embeddings", {"tenant_id": tenant_id, "items": payload})
+        body = client.post(
+            "/internal/ml/embeddings",
+            {"tenant_id": tenant_id, "items": payload},
+            accept=lambda body: _listed(body, "embeddings") is not None,
+        )
     except UpstreamRejected:
         return 0  # the engine refused these items (logged, counted): asking again will not help
     except UpstreamError as exc:
         raise UpstreamUnavailable("The ML engine could not compute embeddings.") from exc
     by_id = {item.external_id: item for item in items}
     updated: list[Item] = []
-    # {"embeddings": [...]}, or the list itself; each entry names its item by item_id or id.
-    entries = body.get("embeddings") if isinstance(body, dict) else body
-    for entry in entries if isinstance(entries, list) else []:
+    # Each entry names its item by item_id or id.
+    for entry in _listed(body, "embeddings") or []:
         item = by_id.get(str(entry.get("item_id", entry.get("id")))) if isinstance(entry, dict) else None
         vector = entry.get("embedding") if item else None
         if (

@@ -17,6 +17,7 @@ class FakeService:
         self.recommendations: list[dict] = []
         self.embeddings: list[dict] = []
         self.embeddings_as_list = False  # the seed's shape: the list itself, not {"embeddings": [...]}
+        self.recommendations_as_list = False  # the same for recommendations
         self.received: list[dict] = []
         self.server: ThreadingHTTPServer | None = None
 
@@ -38,8 +39,15 @@ class FakeService:
             return 200, b"[" * 100_000 + b"]" * 100_000
         if self.mode == "empty":
             return 204, b""
+        if self.mode == "misshapen":  # JSON, but not what the contract names
+            return 200, json.dumps({"results": self.recommendations or self.embeddings}).encode()
         if path == "/internal/ml/recommendations":
-            return 200, json.dumps({"recommendations": self.recommendations}).encode()
+            listed = (
+                self.recommendations
+                if self.recommendations_as_list
+                else {"recommendations": self.recommendations}
+            )
+            return 200, json.dumps(listed).encode()
         if path == "/internal/ml/embeddings":
             shaped = self.embeddings if self.embeddings_as_list else {"embeddings": self.embeddings}
             return 200, json.dumps(shaped).encode()

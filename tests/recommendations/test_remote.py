@@ -155,6 +155,35 @@ class TestMlEngine:
         assert len(ml_engine.received) == 1
         assert outcomes("malformed") - before == 1
 
+    def test_an_answer_in_the_seeds_shape_is_used(self, world, tenant_client, ml_engine):
+        ml_engine.recommendations_as_list = True  # the list itself, as the seed's client returned it
+        ml_engine.recommendations = [{"item_id": "i4", "score": 0.8}, {"item_id": "i6", "score": 0.6}]
+        body = recommend(tenant_client).json()
+        assert body["strategy"].startswith("remote")
+        assert [row["item_id"] for row in body["recommendations"][:2]] == ["i4", "i6"]
+
+    @pytest.mark.parametrize("path", ["recommendations", "embeddings"])
+    def test_an_answer_of_another_shape_counts_against_the_breaker(
+        self, world, tenant_client, ml_engine, path
+    ):
+        from recommendations.services import items_embed
+
+        ml_engine.mode = "misshapen"
+        ml_engine.recommendations = [{"item_id": "i4", "score": 0.8}]
+        ml_engine.embeddings = [{"item_id": "i4", "embedding": [1.0, 0.0]}]
+        Item.objects.filter(tenant=world.tenant, external_id="i4").update(embedding=None)
+        client = {"recommendations": "ml_engine", "embeddings": "ml_embeddings"}[path]
+        ok, malformed = outcomes("ok", client), outcomes("malformed", client)
+        for _ in range(4):  # one more than the breaker's threshold (3)
+            if path == "recommendations":
+                assert recommend(tenant_client).json()["strategy"].startswith("fallback:")
+            else:
+                with pytest.raises(UpstreamUnavailable):
+                    items_embed(tenant_id=str(world.tenant.id), item_ids=["i4"])
+        assert outcomes("ok", client) == ok and outcomes("malformed", client) - malformed == 3
+        assert len(ml_engine.received) == 3  # open after three: the fourth was not sent
+        assert remote.service_client(client).breaker.state == "open"
+
     def test_refusals_are_not_retried_and_leave_the_breaker_closed(self, world, tenant_client, ml_engine):
         ml_engine.mode = "bad_request"
         for _ in range(4):  # more than the breaker's threshold (3)
@@ -311,8 +340,8 @@ class TestMlEngine:
         client = remote.service_client("ml_embeddings")
         post = client.post
 
-        def meanwhile(path, payload):
-            answer = post(path, payload)
+        def meanwhile(path, payload, accept=None):
+            answer = post(path, payload, accept)
             # PATCHes meanwhile: a new text (the engine is asked again), and metadata (the answer holds)
             item_update(item=Item.objects.get(external_id="w1"), title="New text")
             item_update(item=Item.objects.get(external_id="w2"), metadata={"price": 3})
