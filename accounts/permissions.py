@@ -41,11 +41,16 @@ class TenantAccess(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         if getattr(request, "tenant", None) is None:
             return False
+        if not hasattr(view, (request.method or "").lower()):
+            return True  # a method the URL does not serve: 405 for whoever asks
         api_key = getattr(request, "api_key", None)
         if api_key is not None:
             needed = self.api_key_needs(request, view)
             return needed is not None and api_key_allows(api_key.permissions, needed)
-        roles = getattr(view, "read_roles", ALL_ROLES) if request.method in SAFE_METHODS else view.write_roles  # type: ignore[attr-defined]
+        if request.method in SAFE_METHODS:
+            roles = getattr(view, "read_roles", ALL_ROLES)
+        else:
+            roles = getattr(view, "write_roles", frozenset())
         return request.user.role in roles  # type: ignore[union-attr]
 
     @staticmethod

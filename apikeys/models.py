@@ -67,5 +67,10 @@ class ApiKey(models.Model):
             return self.Status.EXPIRED
         return self.Status.ACTIVE
 
+    @property
+    def stops_at(self) -> datetime | None:
+        """When the key stops working: its expiry, or the end of its rotation's grace if sooner."""
+        return min((at for at in (self.expires_at, self.revokes_at) if at is not None), default=None)
+
     def is_usable(self, at: datetime | None = None) -> bool:
         return self.effective_status(at) == self.Status.ACTIVE

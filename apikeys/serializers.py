@@ -10,6 +10,11 @@ from tenants.models import Tenant
 
 class ApiKeySerializer(serializers.ModelSerializer):
     status = serializers.SerializerMethodField()
+    expires_at = serializers.DateTimeField(
+        source="stops_at",
+        allow_null=True,
+        help_text="When the key stops working: its expiry, or the end of a rotation's grace period.",
+    )
 
     class Meta:
         model = ApiKey

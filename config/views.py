@@ -1,13 +1,16 @@
-"""The project's own views: /health, /ready, and the 404 of every unknown path."""
+"""The project's own views: /health, /ready, the API's description, and the 404 of every unknown path."""
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
 from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -77,3 +80,28 @@ class NotFoundView(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         raise NotFound(f"No route matches {request.path}.")
+
+
+class _DescriptionMixin:
+    """GET only (DRF's OPTIONS answer has no template to render these pages with), and errors in the
+    envelope of API.md rather than in the page's or the document's own format."""
+
+    http_method_names: Sequence[str] = ("get", "head")
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)  # type: ignore[misc]
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = "application/json"
+        return response
+
+
+class SchemaView(_DescriptionMixin, SpectacularAPIView):
+    pass
+
+
+class SwaggerView(_DescriptionMixin, SpectacularSwaggerView):
+    pass
+
+
+class RedocView(_DescriptionMixin, SpectacularRedocView):
+    pass

@@ -1,5 +1,5 @@
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from unittest import mock
 
 import pytest
@@ -393,7 +393,12 @@ class TestRotate:
         new = client_for(world.admin).post(detail(old, "/rotate"), {"grace_seconds": 3600}).json()
         assert old_client.get(probe).status_code == 200
         assert key_client(new["key"]).get(probe).status_code == 200
-        assert client_for(world.admin).get(detail(old)).json()["status"] == "active"
+        shown = client_for(world.admin).get(detail(old)).json()
+        assert shown["status"] == "active"
+        # Its end is shown where a caller looks for it; the new key has none.
+        ends = datetime.fromisoformat(shown["expires_at"])
+        assert timedelta(seconds=3590) < ends - timezone.now() <= timedelta(seconds=3600)
+        assert new["expires_at"] is None
         later = timezone.now() + timedelta(seconds=3601)
         with mock.patch("django.utils.timezone.now", return_value=later):
             assert_error(old_client.get(probe), 401, "AUTHENTICATION_FAILED")
