@@ -6,7 +6,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from accounts.models import User, UserSession
-from accounts.services import LAST_ADMIN, sessions_end_all, tenant_admins_lock, user_change_keeps_an_admin
+from accounts.services import (
+    LAST_ADMIN,
+    USER_FIELDS,
+    sessions_end_all,
+    tenant_admins_lock,
+    user_change_keeps_an_admin,
+)
 from tenants.audit import audit_record, snapshot
 from tenants.models import AuditEntry
 
@@ -51,9 +57,6 @@ class SessionInline(admin.TabularInline):
 
     def has_add_permission(self, request: object, obj: object = None) -> bool:
         return False
-
-
-USER_FIELDS = ("email", "tenant", "role", "is_active", "is_staff", "is_superuser")
 
 
 @admin.register(User)

@@ -1,8 +1,11 @@
 """Everything that writes users and sessions, and the tokens that stand for a session."""
 
+import hashlib
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import password_validation
@@ -15,9 +18,22 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import User, UserSession
 from config.exceptions import Conflict, TenantCancelled, TenantSuspended
+from tenants.audit import audit_record, snapshot
 from tenants.models import Tenant
 
+logger = logging.getLogger(__name__)
+
 INVALID_REFRESH = "The refresh token is invalid, expired or already used."
+
+
+# A user's fields as the audit trail shows them before and after a change.
+USER_FIELDS = ("email", "tenant", "role", "is_active", "is_staff", "is_superuser")
+
+
+def email_digest(email: str) -> str:
+    """What the log says of an email it may not show (a failed login's may be a mistyped password):
+    enough to find one address's lines, given the address."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,10 @@ def session_refresh(*, refresh_token: str) -> tuple[UserSession, TokenPair]:
     )
     if not swapped:
         session_end(session=session, reason="refresh_reused")
+        logger.warning(
+            "A refresh token was used again: its session is ended",
+            extra={"context": {"session_id": str(session.id), "user_id": str(session.user_id)}},
+        )
         raise exceptions.AuthenticationFailed(INVALID_REFRESH)
     session.last_used_at = now
     return session, pair
@@ -142,13 +162,17 @@ def password_validate(*, password: str, user: User, field: str = "password") -> 
         raise exceptions.ValidationError({field: list(exc.messages)}) from exc
 
 
-def user_create(*, tenant: Tenant, email: str, password: str, role: str) -> User:
+def user_create(*, tenant: Tenant, email: str, password: str, role: str, actor: Any = None) -> User:
+    """`actor`: who creates the user, for the audit trail."""
     user = User(tenant=tenant, email=email, role=role)
     password_validate(password=password, user=user)
     user.set_password(password)
     try:
         with transaction.atomic():
             user.save()
+            audit_record(
+                actor=actor, action="user.create", obj=user, tenant=tenant, after=snapshot(user, USER_FIELDS)
+            )
     except IntegrityError as exc:
         raise Conflict(f"A user with the email {user.email} already exists.") from exc
     return user
@@ -186,7 +210,12 @@ def tenant_admins_lock(tenant_id: uuid.UUID | str | None) -> None:
 
 
 def user_update(
-    *, user: User, email: str | None = None, role: str | None = None, is_active: bool | None = None
+    *,
+    user: User,
+    email: str | None = None,
+    role: str | None = None,
+    is_active: bool | None = None,
+    actor: Any = None,
 ) -> User:
     changes = {
         name: value
@@ -202,10 +231,21 @@ def user_update(
             if not user_change_keeps_an_admin(user=stored, role=role, is_active=is_active):
                 raise Conflict(LAST_ADMIN)
             deactivated = is_active is False and stored.is_active
+            before = snapshot(stored, USER_FIELDS)
             for name, value in changes.items():
                 setattr(stored, name, value)
             if changes:
                 stored.save(update_fields=[*changes, "updated_at"])
+            after = snapshot(stored, USER_FIELDS)
+            if after != before:
+                audit_record(
+                    actor=actor,
+                    action="user.update",
+                    obj=stored,
+                    tenant=stored.tenant,
+                    before=before,
+                    after=after,
+                )
             if deactivated:
                 sessions_end_all(user=stored, reason="deactivated")
     except IntegrityError as exc:
@@ -213,8 +253,8 @@ def user_update(
     return stored
 
 
-def user_deactivate(*, user: User) -> None:
-    user_update(user=user, is_active=False)
+def user_deactivate(*, user: User, actor: Any = None) -> None:
+    user_update(user=user, is_active=False, actor=actor)
 
 
 def user_password_change(
@@ -227,4 +267,11 @@ def user_password_change(
     user.set_password(new_password)
     with transaction.atomic():
         user.save(update_fields=["password", "updated_at"])
-        sessions_end_all(user=user, reason="password_changed", keep=session_id)
+        ended = sessions_end_all(user=user, reason="password_changed", keep=session_id)
+        audit_record(
+            actor=user,
+            action="user.password_change",
+            obj=user,
+            tenant=user.tenant,
+            after={"sessions_ended": ended},
+        )

@@ -63,6 +63,10 @@ def _attempt_count(*, request: HttpRequest, email: str) -> list[Counter]:
             taken.append(counter)
             if count > counter.limit:
                 _attempt_give_back(taken)
+                logger.warning(
+                    "Login attempt refused: too many failures",
+                    extra={"context": {"scope": counter.scope, "ip": client_ip(request)}},
+                )
                 wait = max(1, math.ceil(counter.seconds_left))
                 raise RateLimitExceeded(
                     wait=counter.seconds_left,

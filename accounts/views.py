@@ -1,3 +1,4 @@
+import logging
 from typing import Any
 
 from django.contrib.auth import authenticate
@@ -28,6 +29,8 @@ from accounts.throttling import login_attempt
 from config.http import client_ip
 from tenants.idempotency import IdempotentPostMixin
 from tenants.scoping import TenantScopedViewSet
+
+logger = logging.getLogger(__name__)
 
 INVALID_LOGIN = "Invalid email or password."
 BEARER = "bearer"
@@ -66,11 +69,19 @@ class LoginView(_TokenIssuingView):
             user = authenticate(request, username=email, password=password)
             attempt.failed = user is None
         if user is None:
+            logger.warning(
+                "Login failed",
+                extra={"context": {"email_digest": services.email_digest(email), "ip": client_ip(request)}},
+            )
             raise exceptions.AuthenticationFailed(INVALID_LOGIN)
         services.tenant_access_check(user.tenant)
         self.idempotency_claim(request, tenant_id=user.tenant_id, caller=f"user:{user.pk}")
         session, pair = services.session_start(
             user=user, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
+        )
+        logger.info(
+            "Login",
+            extra={"context": {"user_id": str(user.pk), "session_id": str(session.id), "ip": session.ip}},
         )
         return _token_answer(session, pair)
 
@@ -183,7 +194,7 @@ class UserViewSet(
     def create(self, request: Request) -> Response:
         body = UserCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        user = services.user_create(tenant=request.tenant, **body.validated_data)
+        user = services.user_create(tenant=request.tenant, actor=request.user, **body.validated_data)
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=UserUpdateSerializer, responses={200: UserSerializer})
@@ -191,10 +202,10 @@ class UserViewSet(
         user = self.get_object()
         body = UserUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        user = services.user_update(user=user, **body.validated_data)
+        user = services.user_update(user=user, actor=request.user, **body.validated_data)
         return Response(UserSerializer(user).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
-        services.user_deactivate(user=self.get_object())
+        services.user_deactivate(user=self.get_object(), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,4 +1,5 @@
-"""The audit trail: one entry per staff action (and per API-key change), written by the services."""
+"""The audit trail: one entry per staff action, per API-key change and per change of a tenant's users
+(theirs, their admins' or a password), written by the services."""
 
 from typing import Any
 

@@ -49,6 +49,7 @@ def tenant_create(
                     email=admin_user["email"],
                     password=admin_user["password"],
                     role=User.Role.ADMIN,
+                    actor=actor,
                 )
             except exceptions.ValidationError as exc:
                 raise exceptions.ValidationError({"admin_user": exc.detail}) from exc

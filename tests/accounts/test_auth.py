@@ -494,3 +494,40 @@ class TestIdempotentTokens:
         sealed = _seal("the-token", request=request(b'{"password": "one"}'))
         assert _unseal(sealed, request=request(b'{"password": "one"}')) == "the-token"
         assert _unseal(sealed, request=request(b'{"password": "two"}')) is None
+
+
+class TestAuthenticationEvents:
+    """Logins, failed logins, refusals and reused refresh tokens leave a log line (the seed's
+    "monitor authentication events"); a failed login's email is shown as a digest only."""
+
+    def lines(self, caplog, message):
+        return [record for record in caplog.records if record.getMessage() == message]
+
+    def test_a_login_and_a_failed_one(self, api, world, caplog):
+        import logging
+
+        from accounts.services import email_digest
+
+        with caplog.at_level(logging.INFO, logger="accounts"):
+            login(api, "dev@acme.test")
+            login(api, "dev@acme.test", "Hunter2-typed-in-the-wrong-box")
+        (good,) = self.lines(caplog, "Login")
+        assert good.context["user_id"] == str(world.developer.id) and good.context["ip"] == "127.0.0.1"
+        (bad,) = self.lines(caplog, "Login failed")
+        assert bad.levelname == "WARNING" and bad.context["email_digest"] == email_digest("dev@acme.test")
+        assert "Hunter2" not in str(bad.context) and "dev@acme.test" not in str(bad.context)
+
+    @override_settings(LOGIN_FAILURE_RATE_PER_EMAIL="1/m", LOGIN_FAILURE_RATE_PER_IP="100/m")
+    def test_a_refused_attempt(self, api, world, caplog):
+        login(api, "dev@acme.test", "wrong")
+        assert_error(login(api, "dev@acme.test"), 429, "RATE_LIMIT_EXCEEDED")
+        (refused,) = self.lines(caplog, "Login attempt refused: too many failures")
+        assert refused.context == {"scope": "email", "ip": "127.0.0.1"}
+
+    def test_a_reused_refresh_token(self, api, world, caplog):
+        tokens = login(api, "dev@acme.test").json()
+        body = {"refresh_token": tokens["refresh_token"]}
+        api.post(REFRESH, body, format="json")
+        api.post(REFRESH, body, format="json")
+        (reused,) = self.lines(caplog, "A refresh token was used again: its session is ended")
+        assert reused.context["user_id"] == str(world.developer.id)

@@ -215,3 +215,47 @@ def test_a_promotion_read_stale_cannot_leave_the_tenant_without_an_admin(world):
     with pytest.raises(Conflict):
         services.user_update(user=stale_viewer, role="developer")
     assert User.objects.filter(tenant=world.tenant, role="admin", is_active=True).count() == 1
+
+
+class TestAuditTrail:
+    """A tenant admin's changes to its users, and a user's password change, are in the audit trail."""
+
+    def test_it_records_who_created_changed_and_deactivated_whom(self, world, client_for):
+        from tenants.models import AuditEntry
+
+        admin = client_for(world.admin)
+        created = admin.post(URL, {"email": "new@acme.test", "password": PASSWORD, "role": "viewer"}).json()
+        assert admin.patch(f"{URL}/{created['id']}", {"role": "developer"}).status_code == 200
+        assert admin.delete(f"{URL}/{created['id']}").status_code == 204
+        entries = list(AuditEntry.objects.filter(object_id=created["id"]).order_by("id"))
+        assert [entry.action for entry in entries] == ["user.create", "user.update", "user.update"]
+        assert {(entry.actor_id, entry.tenant_id, entry.source) for entry in entries} == {
+            (world.admin.id, world.tenant.id, "api")
+        }
+        assert entries[0].after["role"] == "viewer" and entries[0].before is None
+        assert (entries[1].before["role"], entries[1].after["role"]) == ("viewer", "developer")
+        assert (entries[2].before["is_active"], entries[2].after["is_active"]) == (True, False)
+        assert "password" not in str([entry.after for entry in entries])
+
+    def test_a_change_that_changes_nothing_is_not_recorded(self, world, client_for):
+        from tenants.models import AuditEntry
+
+        response = client_for(world.admin).patch(detail(world.viewer), {"role": "viewer"})
+        assert response.status_code == 200
+        assert not AuditEntry.objects.filter(object_id=str(world.viewer.id)).exists()
+
+    def test_a_password_change_is_recorded_without_the_password(self, world, client_for):
+        from tenants.models import AuditEntry
+
+        client, other = client_for(world.developer), client_for(world.developer)
+        body = {"current_password": PASSWORD, "new_password": "An0ther-long-passphrase"}
+        assert client.post("/api/v1/auth/password", body).status_code == 204
+        entry = AuditEntry.objects.get(action="user.password_change")
+        assert (entry.actor_id, entry.object_id, entry.tenant_id) == (
+            world.developer.id,
+            str(world.developer.id),
+            world.tenant.id,
+        )
+        assert entry.after == {"sessions_ended": 1}
+        assert_error(other.get("/api/v1/auth/me"), 401, "AUTHENTICATION_FAILED")  # the one that ended
+        assert "An0ther" not in str(entry.before) + str(entry.after)
