@@ -108,6 +108,21 @@ class DailyUsage(models.Model):
         return f"{self.day} {self.method} {self.endpoint} {self.status_class}: {self.requests}"
 
 
+class RollupRun(models.Model):
+    """When a day was last rolled up. A day rolled up before it ended (the hourly job's "today"), or
+    never, is rolled up again by the next job: after the jobs were down, every day since catches up."""
+
+    day = models.DateField(primary_key=True)
+    rolled_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "usage_rollup_runs"
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"{self.day} rolled up at {self.rolled_at}"
+
+
 class Invoice(models.Model):
     """A tenant's monthly statement, made by the billing job from the daily rollups. Money in cents."""
 

@@ -40,7 +40,7 @@ from usage.events import (
     usage_rows_insert,
 )
 from usage.limits import WINDOWS, Limits, tenant_rate_limits
-from usage.models import DailyUsage, Invoice, RateLimit, UsageLog
+from usage.models import DailyUsage, Invoice, RateLimit, RollupRun, UsageLog
 
 logger = logging.getLogger(__name__)
 
@@ -499,6 +499,7 @@ def usage_rollup(*, day: date) -> int:
     result. A day whose raw rows are past retention is left as it is."""
     if day < raw_retention_cutoff().date():
         return 0
+    rolled_at = timezone.now()
     start = _midnight(day)
     rows = UsageLog.objects.filter(timestamp__gte=start, timestamp__lt=start + timedelta(days=1))
     status_class = Case(
@@ -527,7 +528,21 @@ def usage_rollup(*, day: date) -> int:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ROLLUP_LOCK, day.toordinal()])
         DailyUsage.objects.filter(day=day).delete()
         DailyUsage.objects.bulk_create(DailyUsage(day=day, **group) for group in groups)
+        RollupRun.objects.update_or_create(day=day, defaults={"rolled_at": rolled_at})
     return DailyUsage.objects.filter(day=day).count()
+
+
+def usage_rollup_due(*, today: date) -> list[date]:
+    """The days the recent rollup job rolls up: yesterday (late events) and today, and every earlier
+    day still within raw retention that was never rolled up after it ended (the jobs were down)."""
+    first = raw_retention_cutoff().date()
+    ended = {
+        run.day
+        for run in RollupRun.objects.filter(day__gte=first, day__lt=today - timedelta(days=1))
+        if run.rolled_at >= _midnight(run.day + timedelta(days=1))
+    }
+    days = (first + timedelta(days=n) for n in range((today - first).days + 1))
+    return [day for day in days if day not in ended]
 
 
 def month_start(moment: date) -> date:

@@ -14,9 +14,8 @@ def usage_flush() -> int:
 
 @shared_task(ignore_result=True)
 def usage_rollup_recent() -> None:
-    """Rolls up yesterday (late events included) and today so far."""
-    today = timezone.now().date()
-    for day in (today - timedelta(days=1), today):
+    """Rolls up yesterday (late events included), today so far, and any earlier day missed."""
+    for day in services.usage_rollup_due(today=timezone.now().date()):
         services.usage_rollup(day=day)
 
 

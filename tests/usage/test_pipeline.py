@@ -187,6 +187,39 @@ class TestRollupsAndInvoices:
         assert mine == {"2xx": (3, 0, 0, 0), "4xx": (4, 3, 1, 2), "5xx": (1, 1, 0, 0)}
         assert DailyUsage.objects.get(tenant=world.tenant, status_class="2xx").latency_ms_sum == 3
 
+    def test_the_recent_job_catches_up_on_the_days_it_missed(self, world):
+        from django.db.models import Sum
+
+        from usage.models import RollupRun
+        from usage.tasks import usage_rollup_recent
+
+        today = timezone.now().date()
+
+        def at(days_back, hours=12.0):
+            midnight = datetime.combine(today - timedelta(days=days_back), datetime.min.time(), tzinfo=UTC)
+            return midnight + timedelta(hours=hours)
+
+        # The jobs were down: 5 and 4 days back were never rolled up, 3 days back only before it ended.
+        events.usage_rows_insert(
+            [event(world.tenant, at(5)), event(world.tenant, at(4)), event(world.tenant, at(4))]
+        )
+        events.usage_rows_insert([event(world.tenant, at(3)), event(world.other_tenant, at(3))])
+        services.usage_rollup(day=today - timedelta(days=3))
+        RollupRun.objects.filter(day=today - timedelta(days=3)).update(rolled_at=at(3, hours=23))
+        events.usage_rows_insert([event(world.tenant, at(3, hours=23.5))])
+        # 6 days back was rolled up after it ended: the hourly job leaves it (`usage_rollup --day` does not).
+        services.usage_rollup(day=today - timedelta(days=6))
+        events.usage_rows_insert([event(world.tenant, at(6))])
+
+        usage_rollup_recent()
+        per_day = DailyUsage.objects.filter(tenant=world.tenant).values("day").annotate(n=Sum("requests"))
+        assert {row["day"]: row["n"] for row in per_day} == {
+            today - timedelta(days=5): 1,
+            today - timedelta(days=4): 2,
+            today - timedelta(days=3): 2,
+        }
+        assert services.usage_rollup_due(today=today) == [today - timedelta(days=1), today]
+
     def test_invoices_match_the_plan_catalogue_and_rerun_to_the_same_figures(self, world, settings):
         settings.PLAN_PRICES = {
             "starter": {"base_cents": 1000, "included_requests": 5, "overage_per_1000_cents": 250},
