@@ -45,6 +45,28 @@ def _principal(request: HttpRequest) -> dict:
     return context
 
 
+# Content-Security-Policy by CSP_MODE. Answers that are not pages (the API's JSON) may load nothing.
+_CSP_DATA = "default-src 'none'; frame-ancestors 'none'"
+# ReDoc searches in a worker it makes from a blob.
+_CSP_PAGES_COMMON = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; worker-src 'self' blob:; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+_CSP_PAGES = {
+    "strict": f"{_CSP_PAGES_COMMON}; script-src 'self'; img-src 'self' data:",
+    "relaxed": f"{_CSP_PAGES_COMMON}; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+    "img-src 'self' data: https:",
+}
+
+
+def csp_apply(response: HttpResponse) -> None:
+    mode = settings.CSP_MODE
+    if mode == "disabled" or "Content-Security-Policy" in response:
+        return
+    page = response.get("Content-Type", "").startswith("text/html")
+    response["Content-Security-Policy"] = _CSP_PAGES[mode] if page else _CSP_DATA
+
+
 class RequestContextMiddleware:
     """Outermost: gives the request its id, then logs one line and counts it once it is answered."""
 
@@ -58,6 +80,7 @@ class RequestContextMiddleware:
         try:
             response = self.get_response(request)
             response["X-Request-ID"] = request.request_id
+            csp_apply(response)
             duration = time.perf_counter() - started
             endpoint = route_pattern(request)
             http_requests_total.labels(request.method, endpoint, str(response.status_code)).inc()

@@ -302,6 +302,11 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 X_FRAME_OPTIONS = "DENY"
+# strict: pages run only their own scripts (the console, /docs, /redoc); relaxed: inline scripts too;
+# disabled: no header. JSON answers get "default-src 'none'" unless disabled.
+CSP_MODE = env.str("CSP_MODE", default="strict")
+if CSP_MODE not in ("strict", "relaxed", "disabled"):
+    raise ImproperlyConfigured(f"CSP_MODE must be strict, relaxed or disabled, not {CSP_MODE!r}.")
 CSRF_FAILURE_VIEW = "config.exceptions.csrf_failure_view"
 
 # --- DRF and the schema ---------------------------------------------------------------------------

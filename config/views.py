@@ -7,7 +7,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import connection
 from drf_spectacular.utils import extend_schema
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
@@ -99,8 +99,8 @@ class SchemaView(_DescriptionMixin, SpectacularAPIView):
     pass
 
 
-class SwaggerView(_DescriptionMixin, SpectacularSwaggerView):
-    pass
+class SwaggerView(_DescriptionMixin, SpectacularSwaggerSplitView):
+    """Its page's own script comes as a file (`?script`), so that it runs under a strict CSP."""
 
 
 class RedocView(_DescriptionMixin, SpectacularRedocView):

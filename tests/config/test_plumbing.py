@@ -186,6 +186,28 @@ class TestSecurityHeaders:
         assert response["X-Content-Type-Options"] == "nosniff"
         assert response["X-Frame-Options"] == "DENY"
         assert response["Referrer-Policy"] == "same-origin"
+        assert response["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+    def test_pages_run_only_their_own_scripts_unless_relaxed(self, api, world, settings):
+        pages = ("/admin/login/", "/docs", "/redoc")
+        for page in pages:
+            policy = dict(
+                directive.strip().split(" ", 1)
+                for directive in api.get(page)["Content-Security-Policy"].split(";")
+            )
+            assert policy["script-src"] == "'self'" and policy["frame-ancestors"] == "'none'", page
+            assert policy["object-src"] == "'none'" and policy["default-src"] == "'self'", page
+        # So the docs' own scripts come as files: no inline <script> without a src.
+        for page in pages:
+            html = api.get(page).content.decode()
+            assert not re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html), page
+        errors = api.get("/api/v1/items")  # an error is JSON too: nothing to load
+        assert errors["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+        settings.CSP_MODE = "relaxed"
+        assert "script-src 'self' 'unsafe-inline'" in api.get("/docs")["Content-Security-Policy"]
+        settings.CSP_MODE = "disabled"
+        assert "Content-Security-Policy" not in api.get("/docs")
+        assert "Content-Security-Policy" not in api.get("/health")
 
     @override_settings(CORS_ALLOWED_ORIGINS=["https://app.example.com"])
     def test_cors_allows_configured_origins_only(self, api, db):

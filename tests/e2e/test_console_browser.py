@@ -40,6 +40,7 @@ def browser():
         "--window-size=1400,1000",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations are logged there
     chrome = webdriver.Chrome(service=Service(driver), options=options)
     chrome.implicitly_wait(5)
     yield chrome
@@ -135,3 +136,18 @@ def test_support_staff_are_refused_a_cancel(browser, live_server, world):
     confirm(browser)
     world.tenant.refresh_from_db()
     assert world.tenant.status == "suspended"
+
+
+def test_the_docs_render_under_the_strict_content_security_policy(browser, live_server, db):
+    browser.get_log("browser")  # what earlier pages logged
+    browser.get(f"{live_server.url}/docs")
+    WebDriverWait(browser, 10).until(lambda page: len(page.find_elements(By.CSS_SELECTOR, ".opblock")) > 20)
+    browser.get(f"{live_server.url}/redoc")
+    WebDriverWait(browser, 10).until(
+        expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "body"), "/api/v1/recommendations")
+    )
+    refused = [
+        line["message"] for line in browser.get_log("browser") if "Content Security Policy" in line["message"]
+    ]
+    # Only ReDoc's logo, from its makers' site, is refused: the docs load nothing from outside.
+    assert all("img-src" in message and "cdn.redoc.ly" in message for message in refused), refused
