@@ -1,4 +1,5 @@
-"""The project's own views: /health, /ready, the API's description, and the 404 of every unknown path."""
+"""The project's own views: /health, /ready, /metrics, the API's description, and the 404 of every
+unknown path."""
 
 import logging
 from collections.abc import Sequence
@@ -6,8 +7,11 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
@@ -16,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.exceptions import error_body
+from usage.services import UsageBufferCollector
 
 logger = logging.getLogger(__name__)
 
@@ -105,3 +110,14 @@ class SwaggerView(_DescriptionMixin, SpectacularSwaggerSplitView):
 
 class RedocView(_DescriptionMixin, SpectacularRedocView):
     pass
+
+
+# Read from Redis at each scrape, not kept by any process: added to what the processes counted.
+_LIVE_METRICS = CollectorRegistry(auto_describe=False)
+_LIVE_METRICS.register(UsageBufferCollector())
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """The processes' own metrics (summed over gunicorn's workers), and the usage buffer as it is now."""
+    counted = ExportToDjangoView(request)
+    return HttpResponse(counted.content + generate_latest(_LIVE_METRICS), content_type=CONTENT_TYPE_LATEST)

@@ -31,6 +31,8 @@ INFLIGHT_INDEX_KEY = "{usage}:inflight"
 INFLIGHT_PREFIX = "{usage}:inflight:"
 # Events no row could be made of, kept for a person to look at (the newest DEAD_LETTER_MAX).
 DEAD_LETTER_KEY = "{usage}:dead"
+# How many events all workers have stored, for the API's /metrics (the flushes run in the workers).
+STORED_TOTAL_KEY = "{usage}:stored"
 DEAD_LETTER_MAX = 10_000
 
 COLUMNS = (

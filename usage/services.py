@@ -5,6 +5,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from django.db.models import Aggregate, Case, Count, FloatField, Q, QuerySet, Su
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from apikeys.models import ApiKey
 from apikeys.services import api_keys_cache_invalidate
@@ -36,6 +38,7 @@ from usage.events import (
     DEAD_LETTER_MAX,
     INFLIGHT_INDEX_KEY,
     INFLIGHT_PREFIX,
+    STORED_TOTAL_KEY,
     buffer_client,
     usage_rows_insert,
 )
@@ -372,8 +375,46 @@ def usage_flush(
     usage_flushed_total.inc(result.inserted)
     usage_duplicates_total.inc(result.duplicates)
     usage_flush_seconds.observe(time.perf_counter() - started)
-    usage_buffer_length.set(client.llen(BUFFER_KEY))
+    with client.pipeline(transaction=False) as pipe:
+        if result.inserted:
+            pipe.incrby(STORED_TOTAL_KEY, result.inserted)
+        pipe.llen(BUFFER_KEY)
+        usage_buffer_length.set(pipe.execute()[-1])
     return result
+
+
+class UsageBufferCollector:
+    """The buffer as it is when /metrics is read, whichever process flushed it: the events waiting,
+    those set aside, and how many all workers have stored (since Redis started)."""
+
+    def collect(self) -> Iterator[Metric]:
+        client = buffer_client()
+        if client is None:
+            return
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                pipe.llen(BUFFER_KEY)
+                pipe.llen(DEAD_LETTER_KEY)
+                pipe.get(STORED_TOTAL_KEY)
+                pending, dead, stored = pipe.execute()
+        except redis.RedisError:
+            logger.warning("Usage buffer unavailable for /metrics", exc_info=True)
+            return
+        yield GaugeMetricFamily(
+            "usage_buffer_pending_events",
+            "Usage events in the buffer now, waiting to be stored.",
+            value=pending,
+        )
+        yield GaugeMetricFamily(
+            "usage_dead_letter_events",
+            "Usage events set aside because no row could be made of them.",
+            value=dead,
+        )
+        yield CounterMetricFamily(
+            "usage_events_stored",
+            "Usage events moved from the buffer into usage_logs by every worker (since Redis started).",
+            value=int(stored or 0),
+        )
 
 
 def usage_pending_flush() -> None:

@@ -18,6 +18,7 @@ import pytest
 import requests
 from celery import Celery
 from django.conf import settings
+from django.test import Client
 
 from apikeys.services import api_key_create
 from tests.live import database_url_of_tests
@@ -234,10 +235,19 @@ def test_the_worker_serves_the_metrics_of_its_flushes(world, worker, tmp_path):
         match = re.search(r"^usage_events_flushed_total (\S+)$", text, re.MULTILINE)
         return float(match.group(1)) if match else 0
 
+    def api_metric(name: str) -> float:
+        text = Client().get("/metrics").content.decode()
+        return float(re.search(rf"^{name} (\S+)$", text, re.MULTILINE).group(1))
+
+    # The API's own /metrics reads the buffer as it is, whichever process empties it.
+    stored_before = api_metric("usage_events_stored_total")
+    assert api_metric("usage_buffer_pending_events") == 3
     assert _wait_for(lambda: flushed() >= 0, every=0.2), "the worker serves no metrics"
     flusher.flush()
     assert _wait_for(lambda: flushed() == 3, every=0.2), f"flushed {flushed()}"
     assert UsageLog.objects.filter(tenant=world.tenant).count() == 3
+    assert api_metric("usage_events_stored_total") - stored_before == 3
+    assert api_metric("usage_buffer_pending_events") == 0
 
 
 def test_the_worker_logs_json_lines(world, worker):
