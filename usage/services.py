@@ -21,7 +21,7 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import Aggregate, Case, Count, FloatField, Q, QuerySet, Sum, Value, When
+from django.db.models import Aggregate, Case, Count, FloatField, Min, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDay, TruncHour
 from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
@@ -541,6 +541,10 @@ def usage_rollup(*, day: date) -> int:
     if day < raw_retention_cutoff().date():
         return 0
     rolled_at = timezone.now()
+    oldest = _oldest_raw_day()
+    if (oldest is None or day < oldest) and DailyUsage.objects.filter(day=day).exists():
+        # Its raw rows were dropped (a shorter retention before): the rollup is all that is left of it.
+        return DailyUsage.objects.filter(day=day).count()
     start = _midnight(day)
     rows = UsageLog.objects.filter(timestamp__gte=start, timestamp__lt=start + timedelta(days=1))
     status_class = Case(
@@ -573,17 +577,32 @@ def usage_rollup(*, day: date) -> int:
     return DailyUsage.objects.filter(day=day).count()
 
 
+def _oldest_raw_day() -> date | None:
+    oldest = UsageLog.objects.aggregate(first=Min("timestamp"))["first"]  # the timestamp index's end
+    return oldest.astimezone(UTC).date() if oldest is not None else None
+
+
+# Earlier days one run of the recent rollup job catches up on at most: after a long outage, or on
+# the first run after an upgrade, the backlog is spread over the hourly runs.
+CATCH_UP_DAYS_PER_RUN = 7
+
+
 def usage_rollup_due(*, today: date) -> list[date]:
-    """The days the recent rollup job rolls up: yesterday (late events) and today, and every earlier
-    day still within raw retention that was never rolled up after it ended (the jobs were down)."""
-    first = raw_retention_cutoff().date()
+    """The days the recent rollup job rolls up: yesterday (late events) and today, and, oldest first,
+    up to CATCH_UP_DAYS_PER_RUN earlier days whose raw rows are there and that were not rolled up
+    after they ended (the jobs were down)."""
+    recent = [today - timedelta(days=1), today]
+    oldest = _oldest_raw_day()
+    if oldest is None:
+        return recent
+    first = max(raw_retention_cutoff().date(), oldest)
     ended = {
         run.day
-        for run in RollupRun.objects.filter(day__gte=first, day__lt=today - timedelta(days=1))
+        for run in RollupRun.objects.filter(day__gte=first, day__lt=recent[0])
         if run.rolled_at >= _midnight(run.day + timedelta(days=1))
     }
-    days = (first + timedelta(days=n) for n in range((today - first).days + 1))
-    return [day for day in days if day not in ended]
+    earlier = (first + timedelta(days=n) for n in range((recent[0] - first).days))
+    return [day for day in earlier if day not in ended][:CATCH_UP_DAYS_PER_RUN] + recent
 
 
 def month_start(moment: date) -> date:

@@ -14,7 +14,9 @@ def usage_flush() -> int:
 
 @shared_task(ignore_result=True)
 def usage_rollup_recent() -> None:
-    """Rolls up yesterday (late events included), today so far, and any earlier day missed."""
+    """Rolls up yesterday (late events included), today so far, and earlier days missed. What the
+    buffer holds is stored first: after an outage it holds the missed days' events."""
+    services.usage_pending_flush()
     for day in services.usage_rollup_due(today=timezone.now().date()):
         services.usage_rollup(day=day)
 

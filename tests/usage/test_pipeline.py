@@ -220,6 +220,58 @@ class TestRollupsAndInvoices:
         }
         assert services.usage_rollup_due(today=today) == [today - timedelta(days=1), today]
 
+    def test_a_day_whose_raw_rows_are_gone_keeps_its_rollup(self, world, settings):
+        from usage.tasks import usage_rollup_recent
+
+        today = timezone.now().date()
+        # Rolled up under a 30-day retention, then its raw rows dropped; the retention is now 90 days.
+        settings.USAGE_RAW_RETENTION_DAYS = 90
+        pruned = today - timedelta(days=60)
+        DailyUsage.objects.create(
+            tenant=world.tenant,
+            day=pruned,
+            endpoint="/api/v1/items",
+            method="GET",
+            status_class="2xx",
+            requests=1000,
+        )
+        noon = datetime.combine(today - timedelta(days=20), datetime.min.time(), tzinfo=UTC) + timedelta(
+            hours=12
+        )
+        events.usage_rows_insert([event(world.tenant, noon)])
+        assert pruned not in services.usage_rollup_due(today=today)
+        usage_rollup_recent()
+        services.usage_rollup(day=pruned)  # asked for by hand (`usage_rollup --day`): left as it is
+        assert DailyUsage.objects.get(day=pruned).requests == 1000
+        assert DailyUsage.objects.get(day=noon.date()).requests == 1
+
+    def test_a_run_catches_up_on_a_week_at_most_oldest_first(self, world):
+        today = timezone.now().date()
+        start = datetime.combine(today - timedelta(days=30), datetime.min.time(), tzinfo=UTC)
+        events.usage_rows_insert([event(world.tenant, start + timedelta(hours=12))])
+        due = services.usage_rollup_due(today=today)
+        assert due == [today - timedelta(days=n) for n in range(30, 23, -1)] + [
+            today - timedelta(days=1),
+            today,
+        ]
+        for day in due:
+            services.usage_rollup(day=day)
+        assert services.usage_rollup_due(today=today)[0] == today - timedelta(days=23)
+
+    @pytest.mark.redis
+    def test_the_recent_job_stores_what_the_buffer_holds_before_it_rolls_up(self, world, buffer):
+        from usage.tasks import usage_rollup_recent
+
+        today = timezone.now().date()
+        three_days_back = datetime.combine(today - timedelta(days=3), datetime.min.time(), tzinfo=UTC)
+        # The flushes were down too: the missed day's events are still in the buffer.
+        for _ in range(4):
+            events.usage_event_record(event(world.tenant, three_days_back + timedelta(hours=5)))
+        assert buffer.llen(events.BUFFER_KEY) == 4
+        usage_rollup_recent()
+        assert DailyUsage.objects.get(tenant=world.tenant, day=three_days_back.date()).requests == 4
+        assert three_days_back.date() not in services.usage_rollup_due(today=today)
+
     def test_invoices_match_the_plan_catalogue_and_rerun_to_the_same_figures(self, world, settings):
         settings.PLAN_PRICES = {
             "starter": {"base_cents": 1000, "included_requests": 5, "overage_per_1000_cents": 250},
