@@ -5,7 +5,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import password_validation
@@ -94,6 +93,23 @@ def refresh_token_owner(*, refresh_token: str) -> tuple[uuid.UUID | None, str]:
     return (uuid.UUID(tenant_id) if tenant_id else None), f"user:{user_id}"
 
 
+def session_replay_check(*, refresh_token: str | None, reuse_ends_session: bool) -> None:
+    """Before a login's or a refresh's answer is given again: its session must still be open, its
+    user and tenant active, and its pair unused. A pair used since is a reuse of the token that was
+    exchanged for it: 401, and, for a refresh, its session ends as any reused refresh token's does."""
+    if refresh_token is None:  # stored, but it cannot be opened again
+        raise Conflict("The first answer to this Idempotency-Key cannot be given again; use a new key.")
+    token = _decode_refresh(refresh_token)
+    session = UserSession.objects.select_related("user", "user__tenant").filter(id=token["sid"]).first()
+    if session is None or not session.is_open(timezone.now()) or not session.user.is_active:
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH)
+    tenant_access_check(session.user.tenant)
+    if session.refresh_jti != token["jti"]:
+        if reuse_ends_session:
+            session_end(session=session, reason="refresh_reused")
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH)
+
+
 def session_refresh(*, refresh_token: str) -> tuple[UserSession, TokenPair]:
     """Exchanges the session's current refresh token for a new pair; the old one stops working.
 
@@ -162,8 +178,10 @@ def password_validate(*, password: str, user: User, field: str = "password") -> 
         raise exceptions.ValidationError({field: list(exc.messages)}) from exc
 
 
-def user_create(*, tenant: Tenant, email: str, password: str, role: str, actor: Any = None) -> User:
-    """`actor`: who creates the user, for the audit trail."""
+def user_create(
+    *, tenant: Tenant, email: str, password: str, role: str, actor: User | None = None, source: str = "api"
+) -> User:
+    """`actor` and `source`: who creates the user, and from where, for the audit trail."""
     user = User(tenant=tenant, email=email, role=role)
     password_validate(password=password, user=user)
     user.set_password(password)
@@ -171,7 +189,12 @@ def user_create(*, tenant: Tenant, email: str, password: str, role: str, actor: 
         with transaction.atomic():
             user.save()
             audit_record(
-                actor=actor, action="user.create", obj=user, tenant=tenant, after=snapshot(user, USER_FIELDS)
+                actor=actor,
+                action="user.create",
+                obj=user,
+                source=source,
+                tenant=tenant,
+                after=snapshot(user, USER_FIELDS),
             )
     except IntegrityError as exc:
         raise Conflict(f"A user with the email {user.email} already exists.") from exc
@@ -215,7 +238,7 @@ def user_update(
     email: str | None = None,
     role: str | None = None,
     is_active: bool | None = None,
-    actor: Any = None,
+    actor: User | None = None,
 ) -> User:
     changes = {
         name: value
@@ -253,7 +276,7 @@ def user_update(
     return stored
 
 
-def user_deactivate(*, user: User, actor: Any = None) -> None:
+def user_deactivate(*, user: User, actor: User | None = None) -> None:
     user_update(user=user, is_active=False, actor=actor)
 
 

@@ -1,6 +1,8 @@
 import logging
+import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
@@ -52,11 +54,23 @@ def _token_answer(session: UserSession, pair: services.TokenPair) -> Response:
 
 class _TokenIssuingView(IdempotentPostMixin, APIView):
     """A retry under an Idempotency-Key gets the same tokens again: they are kept sealed with a key
-    that only the same body (the password, the refresh token) gives."""
+    that only the same body (the password, the refresh token) gives, for as long as the access token
+    lives, and only while the pair is unused and its session, user and tenant active."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
     idempotency_sealed = ("access_token", "refresh_token")
+    reuse_ends_session = False
+
+    def claim(self, request: Request, *, tenant_id: uuid.UUID | None, caller: str) -> None:
+        keep = settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]
+        self.idempotency_claim(request, tenant_id=tenant_id, caller=caller, keep=keep)
+
+    def idempotency_replay_check(self, answer: Response) -> None:
+        if answer.status_code == status.HTTP_200_OK:
+            services.session_replay_check(
+                refresh_token=answer.data.get("refresh_token"), reuse_ends_session=self.reuse_ends_session
+            )
 
 
 class LoginView(_TokenIssuingView):
@@ -75,7 +89,7 @@ class LoginView(_TokenIssuingView):
             )
             raise exceptions.AuthenticationFailed(INVALID_LOGIN)
         services.tenant_access_check(user.tenant)
-        self.idempotency_claim(request, tenant_id=user.tenant_id, caller=f"user:{user.pk}")
+        self.claim(request, tenant_id=user.tenant_id, caller=f"user:{user.pk}")
         session, pair = services.session_start(
             user=user, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
         )
@@ -87,12 +101,15 @@ class LoginView(_TokenIssuingView):
 
 
 class RefreshView(_TokenIssuingView):
+    # The token sent was exchanged twice: by the first answer, then by the pair it gave being used.
+    reuse_ends_session = True
+
     @extend_schema(request=RefreshTokenSerializer, responses={200: TokenPairSerializer}, tags=["auth"])
     def post(self, request: Request) -> Response:
         body = RefreshTokenSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         tenant_id, caller = services.refresh_token_owner(refresh_token=body.validated_data["refresh_token"])
-        self.idempotency_claim(request, tenant_id=tenant_id, caller=caller)
+        self.claim(request, tenant_id=tenant_id, caller=caller)
         session, pair = services.session_refresh(refresh_token=body.validated_data["refresh_token"])
         return _token_answer(session, pair)
 
@@ -194,7 +211,7 @@ class UserViewSet(
     def create(self, request: Request) -> Response:
         body = UserCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        user = services.user_create(tenant=request.tenant, actor=request.user, **body.validated_data)
+        user = services.user_create(tenant=request.tenant, actor=request.user, **body.validated_data)  # type: ignore[arg-type]
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=UserUpdateSerializer, responses={200: UserSerializer})
@@ -202,10 +219,10 @@ class UserViewSet(
         user = self.get_object()
         body = UserUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        user = services.user_update(user=user, actor=request.user, **body.validated_data)
+        user = services.user_update(user=user, actor=request.user, **body.validated_data)  # type: ignore[arg-type]
         return Response(UserSerializer(user).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
-        services.user_deactivate(user=self.get_object(), actor=request.user)
+        services.user_deactivate(user=self.get_object(), actor=request.user)  # type: ignore[arg-type]
         return Response(status=status.HTTP_204_NO_CONTENT)

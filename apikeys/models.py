@@ -69,7 +69,10 @@ class ApiKey(models.Model):
 
     @property
     def stops_at(self) -> datetime | None:
-        """When the key stops working: its expiry, or the end of its rotation's grace if sooner."""
+        """When the key stops working: its expiry, or the end of its rotation's grace if sooner; a
+        key revoked outright has no grace left."""
+        if self.status == self.Status.REVOKED:
+            return self.expires_at
         return min((at for at in (self.expires_at, self.revokes_at) if at is not None), default=None)
 
     def is_usable(self, at: datetime | None = None) -> bool:

@@ -58,10 +58,20 @@ class ConsoleSite(admin.AdminSite):
         """Django's page; once the password is changed, the user's API sessions end, as after
         `POST /api/v1/auth/password` (Django keeps the console's own session)."""
         from accounts.services import sessions_end_all
+        from tenants.audit import audit_record
+        from tenants.models import AuditEntry
 
         response = super().password_change(request, extra_context)
         if request.method == "POST" and response.status_code == 302:
-            sessions_end_all(user=request.user, reason="password_changed")
+            ended = sessions_end_all(user=request.user, reason="password_changed")
+            audit_record(
+                actor=request.user,
+                action="user.password_change",
+                obj=request.user,
+                source=AuditEntry.Source.CONSOLE,
+                tenant=getattr(request.user, "tenant", None),
+                after={"sessions_ended": ended},
+            )
         return response
 
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:

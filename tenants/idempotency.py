@@ -71,7 +71,7 @@ def _seal(value: Any, *, request: Request) -> dict[str, str]:
 
 
 def _unseal(value: Any, *, request: Request) -> str | None:
-    """The secret again, or None when it cannot be opened (the secret key changed since)."""
+    """The secret again, or None when it cannot be opened (not what `_seal` stored for this body)."""
     try:
         raw = base64.b64decode(value["sealed"])
         return AESGCM(_seal_key(request)).decrypt(raw[:12], raw[12:], None).decode()
@@ -80,12 +80,17 @@ def _unseal(value: Any, *, request: Request) -> str | None:
 
 
 def idempotency_begin(
-    *, request: Request, tenant_id: uuid.UUID | None = None, caller: str | None = None
+    *,
+    request: Request,
+    tenant_id: uuid.UUID | None = None,
+    caller: str | None = None,
+    keep: timedelta = KEEP,
 ) -> IdempotencyRecord | None:
     """Claims the request's key, or raises Replay / 409 / 422. None when the request has no key.
 
     The tenant and the caller are the request's own unless given: a login or a refresh knows who
-    sends it only once it has checked the credentials in its body."""
+    sends it only once it has checked the credentials in its body. `keep`: how long the answer is
+    replayed (a login's tokens: no longer than its access token lives)."""
     key = request.META.get(HEADER)
     if key is None:
         return None
@@ -101,7 +106,7 @@ def idempotency_begin(
         try:
             with transaction.atomic():
                 return IdempotencyRecord.objects.create(
-                    tenant_id=tenant_id, key=key, request_hash=fingerprint, expires_at=now + KEEP
+                    tenant_id=tenant_id, key=key, request_hash=fingerprint, expires_at=now + keep
                 )
         except IntegrityError:
             pass
@@ -115,7 +120,7 @@ def idempotency_begin(
             abandoned = record.status_code is None and record.created_at <= now - STALE_CLAIM
             if expired or abandoned:
                 record.request_hash, record.status_code, record.response_body = fingerprint, None, None
-                record.created_at, record.expires_at = now, now + KEEP
+                record.created_at, record.expires_at = now, now + keep
                 record.save()
                 return record
         break
@@ -193,14 +198,26 @@ class IdempotentPostMixin:
             if getattr(request, "tenant", None) is not None:
                 self._idempotency = idempotency_begin(request=request)
 
-    def idempotency_claim(self, request: Request, *, tenant_id: uuid.UUID | None, caller: str) -> None:
+    def idempotency_claim(
+        self, request: Request, *, tenant_id: uuid.UUID | None, caller: str, keep: timedelta = KEEP
+    ) -> None:
         """Claims the key for a caller the view has identified; staff have no tenant to scope it to."""
         if request.method == "POST" and tenant_id is not None:
-            self._idempotency = idempotency_begin(request=request, tenant_id=tenant_id, caller=caller)
+            self._idempotency = idempotency_begin(
+                request=request, tenant_id=tenant_id, caller=caller, keep=keep
+            )
+
+    def idempotency_replay_check(self, answer: Response) -> None:
+        """Raises to refuse a replay the state of things no longer allows (tokens since used)."""
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, Replay):
-            return replay_response(exc.record, request=self.request, sealed=self.idempotency_sealed)
+            answer = replay_response(exc.record, request=self.request, sealed=self.idempotency_sealed)
+            try:
+                self.idempotency_replay_check(answer)
+            except exceptions.APIException as refused:
+                return super().handle_exception(refused)  # type: ignore[misc]
+            return answer
         return super().handle_exception(exc)  # type: ignore[misc]
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:

@@ -50,6 +50,7 @@ def tenant_create(
                     password=admin_user["password"],
                     role=User.Role.ADMIN,
                     actor=actor,
+                    source=source,
                 )
             except exceptions.ValidationError as exc:
                 raise exceptions.ValidationError({"admin_user": exc.detail}) from exc

@@ -7,6 +7,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.test import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -480,6 +481,52 @@ class TestIdempotentTokens:
             login(api, "dev@acme.test", "wrong", HTTP_IDEMPOTENCY_KEY="k"), 401, "AUTHENTICATION_FAILED"
         )
         assert login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="k").status_code == 200
+
+    def refreshed(self, api, key="r1"):
+        tokens = login(api, "dev@acme.test").json()
+        body = {"refresh_token": tokens["refresh_token"]}
+        first = api.post(REFRESH, body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+        assert first.status_code == 200
+        return body, first.json()
+
+    def test_a_replay_is_refused_once_its_pair_was_used_and_the_session_ends(self, api, world):
+        body, pair = self.refreshed(api)
+        # The client used the new pair; then the old token and its key come again (a thief's copy).
+        assert api.post(REFRESH, {"refresh_token": pair["refresh_token"]}, format="json").status_code == 200
+        again = api.post(REFRESH, body, format="json", HTTP_IDEMPOTENCY_KEY="r1")
+        assert_error(again, 401, "AUTHENTICATION_FAILED")
+        assert UserSession.objects.get(user=world.developer).end_reason == "refresh_reused"
+
+    def test_a_replay_is_refused_after_a_logout_or_a_suspension(self, api, world):
+        body, pair = self.refreshed(api)
+        Tenant.objects.filter(pk=world.tenant.pk).update(status=Tenant.Status.SUSPENDED)
+        assert_error(
+            api.post(REFRESH, body, format="json", HTTP_IDEMPOTENCY_KEY="r1"), 403, "TENANT_SUSPENDED"
+        )
+        Tenant.objects.filter(pk=world.tenant.pk).update(status=Tenant.Status.ACTIVE)
+        api.post(LOGOUT, {"refresh_token": pair["refresh_token"]}, format="json")
+        response = api.post(REFRESH, body, format="json", HTTP_IDEMPOTENCY_KEY="r1")
+        assert_error(response, 401, "AUTHENTICATION_FAILED")
+
+    def test_a_login_replay_is_refused_once_its_tokens_were_refreshed(self, api, world):
+        tokens = login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-1").json()
+        assert api.post(REFRESH, {"refresh_token": tokens["refresh_token"]}, format="json").status_code == 200
+        assert_error(
+            login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-1"), 401, "AUTHENTICATION_FAILED"
+        )
+        # The password's holder is not logged out for it: the session lives on.
+        assert UserSession.objects.get(user=world.developer).ended_at is None
+
+    def test_the_tokens_are_replayed_only_while_the_access_token_lives(self, api, world, settings):
+        from tenants.models import IdempotencyRecord
+
+        login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-1")
+        record = IdempotencyRecord.objects.get(key="login-1")
+        lifetime = settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]
+        assert abs(record.expires_at - record.created_at - lifetime).total_seconds() < 1
+        IdempotencyRecord.objects.filter(pk=record.pk).update(expires_at=timezone.now())
+        later = login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-1")
+        assert later.status_code == 200 and "Idempotent-Replayed" not in later  # a login of its own
 
     def test_a_sealed_token_opens_only_for_the_same_body(self, world, rf):
         from rest_framework.parsers import JSONParser

@@ -399,6 +399,9 @@ class TestRotate:
         ends = datetime.fromisoformat(shown["expires_at"])
         assert timedelta(seconds=3590) < ends - timezone.now() <= timedelta(seconds=3600)
         assert new["expires_at"] is None
+        # Revoked outright during its grace: nothing is left of the grace to show.
+        assert client_for(world.admin).delete(detail(old)).status_code == 204
+        assert client_for(world.admin).get(detail(old)).json()["expires_at"] is None
         later = timezone.now() + timedelta(seconds=3601)
         with mock.patch("django.utils.timezone.now", return_value=later):
             assert_error(old_client.get(probe), 401, "AUTHENTICATION_FAILED")

@@ -144,6 +144,12 @@ class TestWorkflows:
         )
         assert login.json()["user"]["role"] == "admin"
         assert AuditEntry.objects.get(action="tenant.create").after["admin_user"] == "boss@initech.test"
+        made = AuditEntry.objects.get(action="user.create", tenant=tenant)
+        assert (made.source, made.actor_id, made.after["email"]) == (
+            "console",
+            world.staff.id,
+            "boss@initech.test",
+        )
 
     def test_a_weak_first_password_is_refused(self, console, world):
         response = console.post(
@@ -463,3 +469,5 @@ def test_a_password_changed_in_the_console_ends_the_users_api_sessions(world, cl
     assert response.status_code == 302
     assert tokens.get("/api/admin/tenants").status_code == 401
     assert console.get("/admin/").status_code == 200  # the console's own session stays
+    entry = AuditEntry.objects.get(action="user.password_change")
+    assert (entry.actor_id, entry.source, entry.after) == (world.staff.id, "console", {"sessions_ended": 1})
