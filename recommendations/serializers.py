@@ -121,7 +121,7 @@ class ItemListQuerySerializer(serializers.Serializer):
     category = serializers.CharField(required=False, max_length=100)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
     cursor = serializers.RegexField(
-        r"^[0-9]{1,18}$",
+        r"^[A-Za-z0-9_-]{1,100}$",
         required=False,
         help_text="The next_cursor of the previous page.",
         error_messages={"invalid": "Not a cursor from a previous page."},

@@ -1,3 +1,5 @@
+import uuid
+
 from django.db import connection
 from django.db.models import QuerySet
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
@@ -9,6 +11,7 @@ from rest_framework.response import Response
 from accounts.models import User
 from config.formats import iso_z
 from config.schema import ObjectListSchema
+from config.sealing import seal, sealing_key, unseal
 from recommendations import services
 from recommendations.engine import Query
 from recommendations.models import Item
@@ -70,8 +73,17 @@ def item_payload(item: Item | services.ItemRow) -> dict:
     }
 
 
-def _encode_cursor(pk: int) -> str:
-    return str(pk)
+# A page's cursor names the last row's key, sealed to the tenant: the row keys are the platform's, and
+# their numbers would tell how many items all tenants hold.
+def _encode_cursor(tenant_id: uuid.UUID | str, pk: int) -> str:
+    return seal(pk.to_bytes(8, "big"), key=sealing_key("item list cursor"), context=str(tenant_id).encode())
+
+
+def _decode_cursor(tenant_id: uuid.UUID | str, cursor: str) -> int:
+    opened = unseal(cursor, key=sealing_key("item list cursor"), context=str(tenant_id).encode())
+    if opened is None or len(opened) != 8:
+        raise exceptions.ValidationError({"cursor": ["Not a cursor from a previous page."]})
+    return int.from_bytes(opened, "big")
 
 
 def _in_category(items: QuerySet, category: str) -> QuerySet:
@@ -124,7 +136,7 @@ class ItemViewSet(TenantScopedViewSet):
         if "category" in query:
             items = _in_category(items, query["category"])
         if "cursor" in query:
-            items = items.filter(id__gt=int(query["cursor"]))
+            items = items.filter(id__gt=_decode_cursor(request.tenant.id, query["cursor"]))
         # Rows, not model instances: a page is built straight from the columns API.md shows.
         page = list(items.values_list("id", *services.ItemRow._fields)[: query["limit"] + 1])
         more = len(page) > query["limit"]
@@ -132,7 +144,7 @@ class ItemViewSet(TenantScopedViewSet):
         return Response(
             {
                 "results": [item_payload(services.ItemRow(*row[1:])) for row in page],
-                "next_cursor": _encode_cursor(page[-1][0]) if more else None,
+                "next_cursor": _encode_cursor(request.tenant.id, page[-1][0]) if more else None,
             }
         )
 

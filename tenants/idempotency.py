@@ -2,16 +2,12 @@
 and replayed to retries with the same body; a different body is 422, a retry while the first still
 runs is 409. The claim is a row with a unique (tenant, key), so concurrent retries race safely."""
 
-import base64
 import hashlib
 import hmac
-import os
 import uuid
 from datetime import timedelta
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -21,6 +17,7 @@ from rest_framework.response import Response
 
 from config.exceptions import Conflict, IdempotencyKeyReused
 from config.logging import request_id_var
+from config.sealing import seal, sealing_key, unseal
 from config.serializers import json_has_nul
 from tenants.models import IdempotencyRecord
 
@@ -58,25 +55,19 @@ def _seal_key(request: Request) -> bytes:
     """The key that seals an answer's secrets for its replays. It is derived from the request's body
     (a password, a refresh token), which the table does not hold: whoever reads the table cannot
     open them, while a retry that sends the same body can."""
-    digest = hmac.new(settings.SECRET_KEY.encode(), digestmod=hashlib.sha256)
-    digest.update(f"idempotency seal\n{request.method} {request.path} {request.META.get(HEADER)}\n".encode())
-    digest.update(request.body)
-    return digest.digest()
+    head = f"{request.method} {request.path} {request.META.get(HEADER)}\n".encode()
+    return sealing_key("idempotency seal", head, request.body)
 
 
 def _seal(value: Any, *, request: Request) -> dict[str, str]:
-    nonce = os.urandom(12)
-    sealed = AESGCM(_seal_key(request)).encrypt(nonce, str(value).encode(), None)
-    return {"sealed": base64.b64encode(nonce + sealed).decode()}
+    return {"sealed": seal(str(value).encode(), key=_seal_key(request))}
 
 
 def _unseal(value: Any, *, request: Request) -> str | None:
     """The secret again, or None when it cannot be opened (not what `_seal` stored for this body)."""
-    try:
-        raw = base64.b64decode(value["sealed"])
-        return AESGCM(_seal_key(request)).decrypt(raw[:12], raw[12:], None).decode()
-    except (InvalidTag, KeyError, TypeError, ValueError):
-        return None
+    text = value.get("sealed") if isinstance(value, dict) else None
+    opened = unseal(text, key=_seal_key(request)) if isinstance(text, str) else None
+    return opened.decode() if opened is not None else None
 
 
 def idempotency_begin(

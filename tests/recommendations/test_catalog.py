@@ -146,6 +146,23 @@ class TestRead:
         assert [row["id"] for row in evens["results"]] == [f"i{n:02}" for n in range(0, 25, 2)]
         assert evens["next_cursor"] is None
 
+    def test_a_cursor_tells_nothing_and_serves_only_its_tenant(self, world, writer, reader, make_key):
+        from rest_framework.test import APIClient
+
+        writer.post(ITEMS, {"items": [item(f"i{n}") for n in range(3)]})
+        cursor = reader.get(ITEMS, {"limit": 1}).json()["next_cursor"]
+        # Not the platform's row key (which would tell how many items all tenants hold): sealed, and
+        # sealed anew each time.
+        assert not cursor.isdigit() and cursor != reader.get(ITEMS, {"limit": 1}).json()["next_cursor"]
+        assert [row["id"] for row in reader.get(ITEMS, {"limit": 1, "cursor": cursor}).json()["results"]] == [
+            "i1"
+        ]
+        tampered = cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")
+        assert_error(reader.get(ITEMS, {"cursor": tampered}), 400, "VALIDATION_ERROR")
+        theirs = APIClient()
+        theirs.credentials(HTTP_X_API_KEY=make_key(tenant=world.other_tenant)[1])
+        assert_error(theirs.get(ITEMS, {"cursor": cursor}), 400, "VALIDATION_ERROR")
+
     @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"cursor": "%%%"}])
     def test_list_validates(self, world, reader, params):
         assert_error(reader.get(ITEMS, params), 400, "VALIDATION_ERROR")
