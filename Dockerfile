@@ -9,13 +9,14 @@ WORKDIR /app
 RUN useradd --create-home --uid 10001 app
 
 COPY requirements/ requirements/
-RUN pip install -r requirements/base.txt
+RUN pip install -r requirements/base.txt -c requirements/constraints.txt
 
 COPY . .
 # collectstatic needs settings that import; the real SECRET_KEY comes at run time.
 RUN DEBUG=false SECRET_KEY=collectstatic-only-build-key-not-used-at-runtime-0123456789 \
     python manage.py collectstatic --noinput \
-    && mkdir -p /tmp/recommender-prometheus && chown app /tmp/recommender-prometheus
+    && mkdir -p /tmp/recommender-prometheus /var/lib/celerybeat \
+    && chown app /tmp/recommender-prometheus /var/lib/celerybeat
 
 USER app
 EXPOSE 8000

@@ -5,18 +5,19 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_WORKERS ?= auto
 
-.PHONY: install install-dev install-browser run demo migrate test lint check format worker beat bench bench-serve clean
+.PHONY: install install-dev install-browser run demo migrate test lint check format worker beat bench bench-serve lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.base: $(BIN)/python requirements/base.txt
-	$(BIN)/pip install --quiet -r requirements/base.txt
+# requirements/*.txt pin what we ask for; constraints.txt pins everything those bring with them.
+$(VENV)/.base: $(BIN)/python requirements/base.txt requirements/constraints.txt
+	$(BIN)/pip install --quiet -r requirements/base.txt -c requirements/constraints.txt
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.base requirements/dev.txt
-	$(BIN)/pip install --quiet -r requirements/dev.txt
+$(VENV)/.dev: $(VENV)/.base requirements/dev.txt requirements/constraints.txt
+	$(BIN)/pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
 	touch $@
 
 install: $(VENV)/.base
@@ -33,8 +34,9 @@ run: install
 demo: export DEBUG ?= true
 demo: install
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_demo --port $(PORT)
 
+migrate: export DEBUG ?= true
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
@@ -61,9 +63,12 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Development conveniences, as `run`; in production run celery itself (README, "Production").
+worker: export DEBUG ?= true
 worker: install
 	$(BIN)/celery -A config worker
 
+beat: export DEBUG ?= true
 beat: install
 	$(BIN)/celery -A config beat
 
@@ -75,6 +80,12 @@ bench: install-dev
 # The benchmark's stack and tenant, left running for a load generator of one's own (see bench/run.py).
 bench-serve: install-dev
 	$(BIN)/python -m bench.run --serve
+
+# After a change to base.txt or dev.txt (install it first): pins what the install now holds.
+lock: install-dev
+	{ echo "# Every package the dev install holds, direct or pulled in, at the version tested (pip constraints)."; \
+	  echo "# Regenerate after changing base.txt or dev.txt: make lock"; \
+	  $(BIN)/pip freeze --exclude-editable; } > requirements/constraints.txt
 
 clean:
 	rm -rf $(VENV) staticfiles .coverage .pytest_cache

@@ -77,6 +77,12 @@ def on_starting(server: Any) -> None:
     directory.mkdir(parents=True, exist_ok=True)
 
 
+def when_ready(server: Any) -> None:
+    if server.cfg.reuse_port:
+        # gunicorn's own "Listening at" line names no address then: the workers open their sockets.
+        server.log.info("Each worker listens at %s (a socket of its own: reuse_port)", bind)
+
+
 def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 

@@ -23,20 +23,32 @@ PASSWORD = "Correct-horse-battery-9"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+# What CI runs against: without any of them, tests that need it would be skipped or run on a stand-in.
+CI_SERVICES = (
+    ("PostgreSQL", "DATABASE_URL", "postgres"),
+    ("Redis", "REDIS_URL", "redis"),
+    ("RabbitMQ", "CELERY_BROKER_URL", "amqp"),
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not IN_CI:
+        return
+    missing = [
+        f"{service} ({variable}={scheme}://...)"
+        for service, variable, scheme in CI_SERVICES
+        if not os.environ.get(variable, "").startswith(scheme)
+    ]
+    if missing:
+        raise pytest.UsageError(f"CI runs against real services; not configured: {', '.join(missing)}.")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if settings.REDIS_URL:
         return
-    for item in items:
+    for item in items:  # outside CI only: under CI, pytest_configure has refused to start without Redis
         if item.get_closest_marker("redis"):
-            if IN_CI:
-                item.add_marker(pytest.mark.usefixtures("_redis_required_in_ci"))
-            else:
-                item.add_marker(pytest.mark.skip(reason="needs REDIS_URL (a real Redis server)"))
-
-
-@pytest.fixture
-def _redis_required_in_ci() -> None:
-    pytest.fail("Redis is required under CI: set REDIS_URL to a running Redis server.")
+            item.add_marker(pytest.mark.skip(reason="needs REDIS_URL (a real Redis server)"))
 
 
 @pytest.fixture(autouse=True)

@@ -144,7 +144,7 @@ def test_redis_stopped_and_restarted_under_traffic_loses_no_usage(world, logs, t
 
 def test_a_gunicorn_worker_killed_mid_request_leaves_the_others_serving(world, logs):
     _, key = api_key_create(tenant=world.tenant, name="k", permissions=["read"])
-    server = Gunicorn(logs, workers=2).start()
+    server = Gunicorn(logs, workers=2, LOG_LEVEL="INFO").start()
     try:
         victim = server.worker_pids()[0]
         answered: list[int] = []  # appends are atomic: a count the threads share
@@ -181,5 +181,11 @@ def test_a_gunicorn_worker_killed_mid_request_leaves_the_others_serving(world, l
         # gunicorn's own account of it, in the application's JSON lines.
         told = [line for line in server.log.read_text().splitlines() if str(victim) in line]
         assert told and all(json.loads(line)["logger"] == "gunicorn.error" for line in told), told
+        # Where it listens, which gunicorn's own start-up line leaves out with a socket per worker.
+        port = server.url.rsplit(":", 1)[1]
+        assert any(
+            json.loads(line)["message"].startswith(f"Each worker listens at 0.0.0.0:{port}")
+            for line in server.log.read_text().splitlines()
+        )
     finally:
         server.stop()

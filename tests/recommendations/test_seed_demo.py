@@ -27,4 +27,7 @@ def test_seed_demo_gives_a_newcomer_real_recommendations(db):
     body = client.post("/api/v1/recommendations", {"user_id": "user-1", "count": 5}, format="json").json()
     assert len(body["recommendations"]) == 5
     assert body["strategy"].startswith("personalized")
-    call_command("seed_demo", "--users", "60", stdout=StringIO())  # runs again without failing
+    assert "curl -s http://127.0.0.1:8000/api/v1/recommendations" in out.getvalue()
+    again = StringIO()
+    call_command("seed_demo", "--users", "60", "--port", "9000", stdout=again)  # runs again without failing
+    assert "curl -s http://127.0.0.1:9000/api/v1/recommendations" in again.getvalue()

@@ -41,6 +41,9 @@ class Command(BaseCommand):
             "--users", type=_positive, default=200, help="end users with interactions (default 200)"
         )
         parser.add_argument("--seed", type=int, default=42, help="random seed of the data (default 42)")
+        parser.add_argument(
+            "--port", type=_positive, default=8000, help="the port of the example (default 8000)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
@@ -107,7 +110,7 @@ class Command(BaseCommand):
                 f"Tenant admin: {DEMO_ADMIN} / {DEMO_PASSWORD}\n"
                 f"API key (shown once): {secret}\n\n"
                 "Try:\n"
-                "  curl -s http://127.0.0.1:8000/api/v1/recommendations \\\n"
+                f"  curl -s http://127.0.0.1:{options['port']}/api/v1/recommendations \\\n"
                 f"    -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' \\\n"
                 '    -d \'{"user_id": "user-1", "count": 5}\''
             )
