@@ -4,7 +4,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from apikeys.models import ApiKey
-from config.serializers import StrictSerializer
+from config.serializers import AwareDateTimeField, StrictSerializer
 from tenants.models import Tenant
 
 
@@ -57,7 +57,7 @@ class PermissionsField(serializers.ListField):
 class ApiKeyCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=128)
     permissions = PermissionsField(required=False, default=["read", "write"])
-    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    expires_at = AwareDateTimeField(required=False, allow_null=True, default=None)
 
     def validate_expires_at(self, value: object) -> object:
         if value is not None and value <= timezone.now():  # type: ignore[operator]

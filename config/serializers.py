@@ -4,38 +4,87 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 MAX_UNKNOWN_REPORTED = 10
 
+# The JSON types a body's fields take, as sent: DRF would turn 5 into "5", "no" into false, "4" into 4.0.
+_JSON_TYPES: tuple[tuple[type[serializers.Field], tuple[type, ...], str], ...] = (
+    (serializers.BooleanField, (bool,), "Must be true or false."),
+    (serializers.IntegerField, (int,), "Must be an integer."),
+    (serializers.FloatField, (int, float), "Must be a number."),
+    (serializers.CharField, (str,), "Must be a string."),
+    (serializers.ChoiceField, (str,), "Must be a string."),
+    (serializers.DateTimeField, (str,), "Must be a string: an ISO 8601 time."),
+)
+
+
+def _type_problem(field: serializers.Field, value: object) -> str | None:
+    """What is wrong with the JSON type of `value` for `field`, or None (null is the field's to judge)."""
+    if value is None:
+        return None
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        problems = (_type_problem(field.child, element) for element in value)
+        return next((problem for problem in problems if problem), None)
+    for kind, types, problem in _JSON_TYPES:
+        if isinstance(field, kind):
+            right = isinstance(value, types) and (bool in types or not isinstance(value, bool))
+            return None if right else problem
+    return None
+
 
 class StrictSerializer(serializers.Serializer):
-    """Fields not listed here are refused (400), not ignored."""
+    """Fields not listed here are refused (400), not ignored; and a field's value must have its JSON
+    type (a string for a text, a number for a number, true or false for a flag), not one DRF turns
+    into it."""
 
     # A caller must not believe a change was made (a password sent to the user PATCH, a status to the
-    # key PATCH, a misspelt field of an item or a filter) when it was silently dropped.
+    # key PATCH, a misspelt field of an item or a filter) when it was silently dropped, nor that 5 was
+    # stored when "5" was.
 
     def to_internal_value(self, data: Any) -> Any:
         # Here, not in validate(): an element of a batch (a nested serializer) has no initial_data.
-        unknown = {}
+        refused: dict[str, list[str]] = {}
         if isinstance(data, dict):
             accepted = ", ".join(name for name, field in self.fields.items() if not field.read_only)
             # The first few, in the caller's order: a body of a million made-up keys must not be
             # answered with a million errors.
             names = islice((name for name in data if name not in self.fields), MAX_UNKNOWN_REPORTED)
-            unknown = {name: [f"Unknown field; this endpoint accepts: {accepted}."] for name in names}
+            refused = {name: [f"Unknown field; this endpoint accepts: {accepted}."] for name in names}
+            for name, field in self.fields.items():
+                problem = None if field.read_only or name not in data else _type_problem(field, data[name])
+                if problem:
+                    refused[name] = [problem]
         try:
             value = super().to_internal_value(data)
         except serializers.ValidationError as exc:
-            # Both told at once: a field missing is often the unknown one misspelt.
-            if unknown and isinstance(exc.detail, dict):
-                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            # Told at once: a field missing is often the unknown one misspelt.
+            if refused and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **refused}) from None
             raise
-        if unknown:
-            raise serializers.ValidationError(unknown)
+        if refused:
+            raise serializers.ValidationError(refused)
         return value
+
+
+AWARE_ONLY = "Must be an ISO 8601 time with its zone, as 2025-01-07T10:30:45Z."
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """A time with its zone (API.md: "ISO 8601 UTC with a Z"; an offset is converted): a local time
+    or a bare date would be read as UTC and shifted silently."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        try:
+            parsed = parse_datetime(value) if isinstance(value, str) else None
+        except ValueError:  # well formed, but no such time (a 13th month): DRF words that below
+            parsed = None
+        if parsed is not None and parsed.tzinfo is None:
+            raise serializers.ValidationError(AWARE_ONLY)
+        return super().to_internal_value(value)
 
 
 # Deeper than any sensible document, far from the recursion limit that deeper ones would reach (the

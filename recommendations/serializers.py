@@ -1,11 +1,12 @@
 import math
+import unicodedata
 from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
 from rest_framework import serializers
 
-from config.serializers import JSONObjectField, StrictSerializer
+from config.serializers import AwareDateTimeField, JSONObjectField, StrictSerializer
 from recommendations import vectors
 from recommendations.models import Interaction, Item
 
@@ -26,7 +27,7 @@ class ExternalIdField(serializers.CharField):
             raise serializers.ValidationError("Must be a string.")
         if self.in_paths and "/" in data:
             raise serializers.ValidationError("Must not contain '/' (it is a part of the item's URL).")
-        if any(ord(char) < 32 for char in data):
+        if any(unicodedata.category(char) == "Cc" for char in data):
             raise serializers.ValidationError("Must not contain control characters.")
         return super().to_internal_value(data)
 
@@ -78,8 +79,9 @@ class ItemBatchSerializer(StrictSerializer):
 
 
 class ItemUpdateSerializer(StrictSerializer):
-    # An item as read may be sent back: these are shown, never changed.
-    id = serializers.CharField(read_only=True)
+    # An item as read may be sent back: its id must be the URL's (an id is never changed), and the two
+    # times, which the server keeps, are not looked at.
+    id = serializers.CharField(required=False, help_text="If sent, the item's own id: it cannot be changed.")
     created_at = serializers.CharField(read_only=True)
     updated_at = serializers.CharField(read_only=True)
     title = serializers.CharField(max_length=500, required=False)
@@ -138,7 +140,7 @@ class InteractionInputSerializer(StrictSerializer):
     item_id = ExternalIdField()
     type = serializers.ChoiceField(choices=Interaction.Type.choices)
     value = serializers.FloatField(required=False, allow_null=True, default=None)
-    timestamp = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    timestamp = AwareDateTimeField(required=False, allow_null=True, default=None)
 
     def validate_value(self, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):

@@ -152,6 +152,8 @@ class ItemViewSet(TenantScopedViewSet):
     def partial_update(self, request: Request, item_id: str) -> Response:
         item = self.get_object()
         changes = _validated(ItemUpdateSerializer, request.data)
+        if changes.pop("id", item.external_id) != item.external_id:
+            raise exceptions.ValidationError({"id": ["An item's id cannot be changed: it is the URL's."]})
         return Response(item_payload(services.item_update(item=item, **changes)))
 
     @extend_schema(responses={204: None})
