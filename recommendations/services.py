@@ -201,10 +201,10 @@ def _follow_up(task: Task, tenant_id: str, *args: object) -> None:
 def items_upsert(*, tenant: Tenant, items: list[dict]) -> tuple[int, int]:
     """Creates or replaces items by the tenant's own id, all or none. Returns (created, updated)."""
     ids = [item["id"] for item in items]
+    postgresql = connection.vendor == "postgresql"
     with transaction.atomic():
-        existing = set(
-            Item.objects.filter(tenant=tenant, external_id__in=ids).values_list("external_id", flat=True)
-        )
+        # SQLite writes one transaction at a time: what is there now is what the upsert finds.
+        existing = 0 if postgresql else Item.objects.filter(tenant=tenant, external_id__in=ids).count()
         # In one order whatever the caller's: two batches that share ids lock their rows in the same
         # order, and one waits for the other instead of deadlocking.
         rows = [
@@ -227,8 +227,22 @@ def items_upsert(*, tenant: Tenant, items: list[dict]) -> tuple[int, int]:
             unique_fields=["tenant", "external_id"],
             update_fields=[*ITEM_FIELDS, "content_vector", "updated_at"],
         )
+        if postgresql:
+            existing = len(ids) - _inserted_here(tenant, ids)
         _after_write(str(tenant.id), "items", items)
-    return len(ids) - len(existing), len(existing)
+    return len(ids) - existing, existing
+
+
+def _inserted_here(tenant: Tenant, ids: list[str]) -> int:
+    """How many of the rows this transaction's upsert wrote it inserted (PostgreSQL). Counted before
+    the upsert, rows a concurrent batch inserted meanwhile were missed, and both batches said they had
+    created them. A row ON CONFLICT updated carries the upsert's lock (xmax); an inserted one none."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM items WHERE tenant_id = %s AND external_id = ANY(%s) AND xmax = 0",
+            [tenant.id, ids],
+        )
+        return cursor.fetchone()[0]
 
 
 def _item_lock(item: Item, *, for_delete: bool = False) -> Item:

@@ -1,3 +1,4 @@
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -415,6 +416,31 @@ def test_batches_sharing_items_in_opposite_orders_both_go_through(world, make_ke
     for _ in range(3):
         with ThreadPoolExecutor(max_workers=2) as pool:
             assert list(pool.map(upsert, [ids, ids[::-1]])) == [200, 200]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_of_the_same_new_items_count_each_creation_once(world, make_key):
+    if connection.vendor != "postgresql":
+        pytest.skip("the race is PostgreSQL's (SQLite writes one transaction at a time)")
+    _, secret = make_key(permissions=["read", "write"])
+    barrier = threading.Barrier(4)
+
+    def upsert(batch: int) -> dict:
+        client = APIClient()
+        client.credentials(HTTP_X_API_KEY=secret)
+        try:
+            barrier.wait()
+            return client.post(ITEMS, {"items": [item(f"new-{n}") for n in range(50)]}, format="json").json()
+        finally:
+            connection.close()
+
+    for _ in range(3):
+        Item.objects.filter(tenant=world.tenant).delete()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(upsert, range(4)))
+        # Each new item was created by one batch and updated by the other three, whatever the timing.
+        assert sum(answer["created"] for answer in answers) == 50, answers
+        assert sum(answer["updated"] for answer in answers) == 150, answers
 
 
 def test_a_body_of_many_made_up_fields_gets_a_short_answer(world, writer):
