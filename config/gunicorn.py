@@ -80,7 +80,9 @@ def on_starting(server: Any) -> None:
 def when_ready(server: Any) -> None:
     if server.cfg.reuse_port:
         # gunicorn's own "Listening at" line names no address then: the workers open their sockets.
-        server.log.info("Each worker listens at %s (a socket of its own: reuse_port)", bind)
+        server.log.info(
+            "Each worker listens at %s (a socket of its own: reuse_port)", ", ".join(server.cfg.bind)
+        )
 
 
 def child_exit(server: Any, worker: Any) -> None:

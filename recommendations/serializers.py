@@ -1,5 +1,4 @@
 import math
-import unicodedata
 from datetime import timedelta
 from typing import Any
 
@@ -27,8 +26,8 @@ class ExternalIdField(serializers.CharField):
             raise serializers.ValidationError("Must be a string.")
         if self.in_paths and "/" in data:
             raise serializers.ValidationError("Must not contain '/' (it is a part of the item's URL).")
-        if any(unicodedata.category(char) == "Cc" for char in data):
-            raise serializers.ValidationError("Must not contain control characters.")
+        if any(ord(char) < 32 for char in data):
+            raise serializers.ValidationError("Must not contain control characters (U+0000 to U+001F).")
         return super().to_internal_value(data)
 
 
@@ -81,7 +80,9 @@ class ItemBatchSerializer(StrictSerializer):
 class ItemUpdateSerializer(StrictSerializer):
     # An item as read may be sent back: its id must be the URL's (an id is never changed), and the two
     # times, which the server keeps, are not looked at.
-    id = serializers.CharField(required=False, help_text="If sent, the item's own id: it cannot be changed.")
+    id = serializers.CharField(
+        required=False, trim_whitespace=False, help_text="If sent, the item's own id: it cannot be changed."
+    )
     created_at = serializers.CharField(read_only=True)
     updated_at = serializers.CharField(read_only=True)
     title = serializers.CharField(max_length=500, required=False)

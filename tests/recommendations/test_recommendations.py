@@ -80,7 +80,7 @@ class TestRecommendations:
         assert body["user_id"] == user and "hat-1" not in ids(response)  # its history was found
         assert body["strategy"].startswith("personalized")
         error = assert_error(shop.post(URL, {"user_id": "a\x01b"}), 400, "VALIDATION_ERROR")
-        assert error["details"] == {"user_id": ["Must not contain control characters."]}
+        assert error["details"] == {"user_id": ["Must not contain control characters (U+0000 to U+001F)."]}
 
     def test_a_user_without_history_gets_popular_then_newest(self, world, shop):
         body = shop.post(URL, {"user_id": "stranger", "count": 12}).json()
