@@ -149,7 +149,10 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": "rb"}}
+    # The same cache metrics as with Redis (django_cache_get_total, hits, misses), in each process.
+    CACHES = {
+        "default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache", "KEY_PREFIX": "rb"}
+    }
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
 # --- Celery ---------------------------------------------------------------------------------------

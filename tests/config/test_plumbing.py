@@ -20,6 +20,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
+from accounts.models import User
 from config.http import ContentNegotiation
 from config.logging import ConsoleFormatter, JsonFormatter, RequestIdFilter
 from tests.conftest import assert_error
@@ -145,6 +146,24 @@ class TestOperations:
         assert counted() == (before[0] + 2, before[1] + 2)  # one pattern for both paths
         text = api.get("/metrics").content.decode()
         assert 'http_requests_total{endpoint="/api/v1/users/{id}",method="GET",status_code="200"}' in text
+
+    def test_the_cache_and_the_database_are_counted_with_or_without_redis(self, api, db):
+        from django.core.cache import cache
+        from prometheus_client import REGISTRY
+
+        def total(name: str) -> float:
+            return sum(
+                sample.value
+                for metric in REGISTRY.collect()
+                for sample in metric.samples
+                if sample.name == name
+            )
+
+        gets, queries = total("django_cache_get_total"), total("django_db_execute_total")
+        cache.get("metrics-probe")
+        User.objects.filter(email="nobody@example.test").exists()
+        assert total("django_cache_get_total") == gets + 1
+        assert total("django_db_execute_total") >= queries + 1
 
     def test_the_schema_shows_both_forms_of_an_interaction_and_the_batch_limits(self, api, db):
         schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
