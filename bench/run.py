@@ -3,11 +3,12 @@
 Starts, on this machine, PostgreSQL- and Redis-backed gunicorn with production settings (workers =
 cores) and a Celery worker; seeds a tenant (10,000 items, 100,000 interactions); drives each scenario
 with wrk from a separate process for a fixed duration at 8 and 32 connections, side by side with three
-baselines served by the same gunicorn set-up (a bare Django view, a bare DRF view, and that DRF view
-plus the two Redis round trips every API-key request makes: the limiter's script and the usage
-event's push); checks that the usage rows equal the requests the server answered; writes
-bench/RESULTS.md and bench/results.json. With --serve (`make bench-serve`) it starts the same stack and
-tenant and waits for a load generator of one's own, then makes the same usage check.
+baselines served by the same gunicorn set-up without middleware (a bare Django view, a bare DRF view,
+and that DRF view plus the two Redis round trips every API-key request makes: the limiter's script and
+the usage event's push) and a fourth, B', the same DRF view served by the application itself behind
+its middleware, without authentication; checks that the usage rows equal the requests the server
+answered; writes bench/RESULTS.md and bench/results.json. With --serve (`make bench-serve`) it starts
+the same stack and tenant and waits for a load generator of one's own, then makes the same usage check.
 
 Environment: BENCH_DURATION (seconds per run, default 10), BENCH_WARMUP (seconds of unmeasured load
 before each scenario, default 2; BENCH_ITEM_WARMUP for GET item, default 30), BENCH_CONNECTIONS
@@ -187,7 +188,12 @@ class Stack:
         run([PYTHON, "manage.py", "collectstatic", "--noinput", "-v0"], env=self.env)
         logs = BENCH / "out"
         gunicorn = ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi"]
-        self.spawn(gunicorn, {"PORT": str(APP_PORT)}, logs / "app.log")
+        # The application's settings with baseline B' routed (bench.app_settings).
+        self.spawn(
+            gunicorn,
+            {"PORT": str(APP_PORT), "DJANGO_SETTINGS_MODULE": "bench.app_settings"},
+            logs / "app.log",
+        )
         baseline = {
             "PORT": str(BASE_PORT),
             "DJANGO_SETTINGS_MODULE": "bench.baseline_settings",
@@ -274,6 +280,7 @@ def main() -> None:
             ("baseline A: bare Django view", BASE_PORT, "get.lua", "/baseline/django", {}),
             ("baseline B: DRF view, no auth", BASE_PORT, "get.lua", "/baseline/drf", {}),
             ("baseline C: B + limiter script + usage push", BASE_PORT, "get.lua", "/baseline/drf-redis", {}),
+            ("baseline B': B behind the app's middleware", APP_PORT, "get.lua", "/api/v1/bench-baseline", {}),
             ("GET /api/v1/items/{id} (API key)", APP_PORT, "item.lua", "/", {"BENCH_AUTH": key}),
             ("POST /api/v1/recommendations (API key)", APP_PORT, "recommend.lua", "/", {"BENCH_AUTH": key}),
             (
@@ -299,11 +306,12 @@ def main() -> None:
                 results.append({"scenario": name, "connections": connections, **figures})
         for connections in CONNECTIONS:
             rows = [row for row in results if row["connections"] == connections]
-            base_a, base_b, base_c = rows[0]["rps"], rows[1]["rps"], rows[2]["rps"]
+            base_a, base_b, base_c, base_b_stack = (rows[n]["rps"] for n in range(4))
             for row in rows:
                 row["vs_baseline_a"] = round(row["rps"] / base_a, 3)
                 row["vs_baseline_b"] = round(row["rps"] / base_b, 3)
                 row["vs_baseline_c"] = round(row["rps"] / base_c, 3)
+                row["vs_baseline_b_stack"] = round(row["rps"] / base_b_stack, 3)
         log("checking that the usage rows equal the requests the server answered")
         checks = usage_check(key)
         # Alone on the machine: the servers and the Celery worker (which would be flushing the load's
@@ -365,6 +373,7 @@ def serve() -> None:
                 "A": f"{base}/baseline/django",
                 "B": f"{base}/baseline/drf",
                 "C": f"{base}/baseline/drf-redis",
+                "B'": f"{app}/api/v1/bench-baseline",
             },
             "api_key_authorization": key,
             "jwt_authorization": jwt,
@@ -419,15 +428,21 @@ def write_markdown(report: dict) -> None:
         "for GET item (its workers keep the items they read, one random read at a time).",
         f"The tenant: {report['seed']['items']} items, {report['seed']['interactions']} interactions.",
         "",
-        "| scenario | conns | req/s | p50 ms | p95 ms | p99 ms | errors | vs A | vs B | vs C |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Baselines A, B and C run without any middleware (bench/baseline_urls.py). Baseline B' is B's view "
+        "served by the application itself under /api/v1/, behind the middleware, throttles and renderers "
+        "an API request passes, without authentication (bench/app_urls.py: the app runs with that one "
+        "route more, tried first).",
+        "",
+        "| scenario | conns | req/s | p50 ms | p95 ms | p99 ms | errors | vs A | vs B | vs C | vs B' |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["results"]:
+        stack = row.get("vs_baseline_b_stack")
         lines.append(
             f"| {row['scenario']} | {row['connections']} | {row['rps']} | {row['p50_ms']} | "
             f"{row['p95_ms']} | "
             f"{row['p99_ms']} | {row['errors']} | {row['vs_baseline_a']:.0%} | {row['vs_baseline_b']:.0%} | "
-            f"{row['vs_baseline_c']:.0%} |"
+            f"{row['vs_baseline_c']:.0%} | {'' if stack is None else format(stack, '.0%')} |"
         )
     lines += [
         "",
