@@ -290,11 +290,18 @@ def user_password_change(
     user.set_password(new_password)
     with transaction.atomic():
         user.save(update_fields=["password", "updated_at"])
-        ended = sessions_end_all(user=user, reason="password_changed", keep=session_id)
-        audit_record(
-            actor=user,
-            action="user.password_change",
-            obj=user,
-            tenant=user.tenant,
-            after={"sessions_ended": ended},
-        )
+        password_change_record(user=user, source="api", keep=session_id)
+
+
+def password_change_record(*, user: User, source: str, keep: uuid.UUID | None = None) -> None:
+    """After a user changed their own password (API or console): their other sessions end, and the
+    audit trail says so."""
+    ended = sessions_end_all(user=user, reason="password_changed", keep=keep)
+    audit_record(
+        actor=user,
+        action="user.password_change",
+        obj=user,
+        source=source,
+        tenant=user.tenant,
+        after={"sessions_ended": ended},
+    )

@@ -57,21 +57,12 @@ class ConsoleSite(admin.AdminSite):
     def password_change(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
         """Django's page; once the password is changed, the user's API sessions end, as after
         `POST /api/v1/auth/password` (Django keeps the console's own session)."""
-        from accounts.services import sessions_end_all
-        from tenants.audit import audit_record
+        from accounts.services import password_change_record
         from tenants.models import AuditEntry
 
         response = super().password_change(request, extra_context)
         if request.method == "POST" and response.status_code == 302:
-            ended = sessions_end_all(user=request.user, reason="password_changed")
-            audit_record(
-                actor=request.user,
-                action="user.password_change",
-                obj=request.user,
-                source=AuditEntry.Source.CONSOLE,
-                tenant=getattr(request.user, "tenant", None),
-                after={"sessions_ended": ended},
-            )
+            password_change_record(user=request.user, source=AuditEntry.Source.CONSOLE)
         return response
 
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:

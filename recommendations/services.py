@@ -201,10 +201,13 @@ def _follow_up(task: Task, tenant_id: str, *args: object) -> None:
 def items_upsert(*, tenant: Tenant, items: list[dict]) -> tuple[int, int]:
     """Creates or replaces items by the tenant's own id, all or none. Returns (created, updated)."""
     ids = [item["id"] for item in items]
-    postgresql = connection.vendor == "postgresql"
     with transaction.atomic():
         # SQLite writes one transaction at a time: what is there now is what the upsert finds.
-        existing = 0 if postgresql else Item.objects.filter(tenant=tenant, external_id__in=ids).count()
+        found = (
+            None
+            if connection.vendor == "postgresql"
+            else Item.objects.filter(tenant=tenant, external_id__in=ids).count()
+        )
         # In one order whatever the caller's: two batches that share ids lock their rows in the same
         # order, and one waits for the other instead of deadlocking.
         rows = [
@@ -227,10 +230,9 @@ def items_upsert(*, tenant: Tenant, items: list[dict]) -> tuple[int, int]:
             unique_fields=["tenant", "external_id"],
             update_fields=[*ITEM_FIELDS, "content_vector", "updated_at"],
         )
-        if postgresql:
-            existing = len(ids) - _inserted_here(tenant, ids)
+        created = _inserted_here(tenant, ids) if found is None else len(ids) - found
         _after_write(str(tenant.id), "items", items)
-    return len(ids) - existing, existing
+    return created, len(ids) - created
 
 
 def _inserted_here(tenant: Tenant, ids: list[str]) -> int:

@@ -542,9 +542,10 @@ def usage_rollup(*, day: date) -> int:
         return 0
     rolled_at = timezone.now()
     oldest = _oldest_raw_day()
-    if (oldest is None or day < oldest) and DailyUsage.objects.filter(day=day).exists():
+    kept = DailyUsage.objects.filter(day=day).count() if oldest is None or day < oldest else 0
+    if kept:
         # Its raw rows were dropped (a shorter retention before): the rollup is all that is left of it.
-        return DailyUsage.objects.filter(day=day).count()
+        return kept
     start = _midnight(day)
     rows = UsageLog.objects.filter(timestamp__gte=start, timestamp__lt=start + timedelta(days=1))
     status_class = Case(
