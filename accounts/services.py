@@ -75,7 +75,8 @@ def session_start(*, user: User, ip: str | None, user_agent: str) -> tuple[UserS
     return session, pair
 
 
-def _decode_refresh(raw: str) -> RefreshToken:
+def refresh_token_decode(raw: str) -> RefreshToken:
+    """The refresh token's signed claims, or 401."""
     try:
         token = RefreshToken(raw)  # type: ignore[arg-type]
         uuid.UUID(str(token.get("sid")))
@@ -84,10 +85,9 @@ def _decode_refresh(raw: str) -> RefreshToken:
     return token
 
 
-def refresh_token_owner(*, refresh_token: str) -> tuple[uuid.UUID | None, str]:
+def refresh_token_owner(*, token: RefreshToken) -> tuple[uuid.UUID | None, str]:
     """The tenant and the caller a refresh token speaks for, from its signed claims alone (a token
     already exchanged too: a retry of that exchange is told apart by its Idempotency-Key)."""
-    token = _decode_refresh(refresh_token)
     tenant_id = token.get("tid")
     user_id = token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"])
     return (uuid.UUID(tenant_id) if tenant_id else None), f"user:{user_id}"
@@ -99,7 +99,7 @@ def session_replay_check(*, refresh_token: str | None, reuse_ends_session: bool)
     exchanged for it: 401, and, for a refresh, its session ends as any reused refresh token's does."""
     if refresh_token is None:  # stored, but it cannot be opened again
         raise Conflict("The first answer to this Idempotency-Key cannot be given again; use a new key.")
-    token = _decode_refresh(refresh_token)
+    token = refresh_token_decode(refresh_token)
     session = UserSession.objects.select_related("user", "user__tenant").filter(id=token["sid"]).first()
     if session is None or not session.is_open(timezone.now()) or not session.user.is_active:
         raise exceptions.AuthenticationFailed(INVALID_REFRESH)
@@ -110,13 +110,12 @@ def session_replay_check(*, refresh_token: str | None, reuse_ends_session: bool)
         raise exceptions.AuthenticationFailed(INVALID_REFRESH)
 
 
-def session_refresh(*, refresh_token: str) -> tuple[UserSession, TokenPair]:
+def session_refresh(*, token: RefreshToken) -> tuple[UserSession, TokenPair]:
     """Exchanges the session's current refresh token for a new pair; the old one stops working.
 
     The swap is one conditional UPDATE, so of two concurrent refreshes with the same token only one
     wins. A token that was already exchanged ends its session: someone else may be holding it.
     """
-    token = _decode_refresh(refresh_token)
     session = (
         UserSession.objects.select_related("user", "user__tenant")
         .filter(id=token["sid"], user_id=token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"]))
@@ -148,8 +147,7 @@ def session_end(*, session: UserSession, reason: str) -> None:
     )
 
 
-def session_end_by_refresh_token(*, refresh_token: str) -> None:
-    token = _decode_refresh(refresh_token)
+def session_end_by_refresh_token(*, token: RefreshToken) -> None:
     UserSession.objects.filter(
         id=token["sid"], user_id=token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"]), ended_at__isnull=True
     ).update(ended_at=timezone.now(), end_reason="logout")

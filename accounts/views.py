@@ -108,9 +108,10 @@ class RefreshView(_TokenIssuingView):
     def post(self, request: Request) -> Response:
         body = RefreshTokenSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        tenant_id, caller = services.refresh_token_owner(refresh_token=body.validated_data["refresh_token"])
+        token = services.refresh_token_decode(body.validated_data["refresh_token"])
+        tenant_id, caller = services.refresh_token_owner(token=token)
         self.claim(request, tenant_id=tenant_id, caller=caller)
-        session, pair = services.session_refresh(refresh_token=body.validated_data["refresh_token"])
+        session, pair = services.session_refresh(token=token)
         return _token_answer(session, pair)
 
 
@@ -122,9 +123,10 @@ class LogoutView(IdempotentPostMixin, APIView):
     def post(self, request: Request) -> Response:
         body = RefreshTokenSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        tenant_id, caller = services.refresh_token_owner(refresh_token=body.validated_data["refresh_token"])
+        token = services.refresh_token_decode(body.validated_data["refresh_token"])
+        tenant_id, caller = services.refresh_token_owner(token=token)
         self.idempotency_claim(request, tenant_id=tenant_id, caller=caller)
-        services.session_end_by_refresh_token(refresh_token=body.validated_data["refresh_token"])
+        services.session_end_by_refresh_token(token=token)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
