@@ -5,10 +5,11 @@ cores) and a Celery worker; seeds a tenant (10,000 items, 100,000 interactions);
 with wrk from a separate process for a fixed duration at 8 and 32 connections, side by side with three
 baselines served by the same gunicorn set-up without middleware (a bare Django view, a bare DRF view,
 and that DRF view plus the two Redis round trips every API-key request makes: the limiter's script and
-the usage event's push) and a fourth, B', the same DRF view served by the application itself behind
-its middleware, without authentication; checks that the usage rows equal the requests the server
-answered; writes bench/RESULTS.md and bench/results.json. With --serve (`make bench-serve`) it starts
-the same stack and tenant and waits for a load generator of one's own, then makes the same usage check.
+the usage event's push), a fourth, B', the same DRF view served by the application itself behind
+its middleware, without authentication, and a fifth, D, B' plus the application's rate-limiter call;
+checks that the usage rows equal the requests the server answered; writes bench/RESULTS.md and
+bench/results.json. With --serve (`make bench-serve`) it starts the same stack and tenant and waits
+for a load generator of one's own, then makes the same usage check.
 
 Environment: BENCH_DURATION (seconds per run, default 10), BENCH_WARMUP (seconds of unmeasured load
 before each scenario, default 2; BENCH_ITEM_WARMUP for GET item, default 30), BENCH_CONNECTIONS
@@ -281,6 +282,7 @@ def main() -> None:
             ("baseline B: DRF view, no auth", BASE_PORT, "get.lua", "/baseline/drf", {}),
             ("baseline C: B + limiter script + usage push", BASE_PORT, "get.lua", "/baseline/drf-redis", {}),
             ("baseline B': B behind the app's middleware", APP_PORT, "get.lua", "/api/v1/bench-baseline", {}),
+            ("baseline D: B' + the app's limiter call", APP_PORT, "get.lua", "/api/v1/bench-limiter", {}),
             ("GET /api/v1/items/{id} (API key)", APP_PORT, "item.lua", "/", {"BENCH_AUTH": key}),
             ("POST /api/v1/recommendations (API key)", APP_PORT, "recommend.lua", "/", {"BENCH_AUTH": key}),
             (
@@ -374,6 +376,7 @@ def serve() -> None:
                 "B": f"{base}/baseline/drf",
                 "C": f"{base}/baseline/drf-redis",
                 "B'": f"{app}/api/v1/bench-baseline",
+                "D": f"{app}/api/v1/bench-limiter",
             },
             "api_key_authorization": key,
             "jwt_authorization": jwt,
@@ -430,8 +433,9 @@ def write_markdown(report: dict) -> None:
         "",
         "Baselines A, B and C run without any middleware (bench/baseline_urls.py). Baseline B' is B's view "
         "served by the application itself under /api/v1/, behind the middleware, throttles and renderers "
-        "an API request passes, without authentication (bench/app_urls.py: the app runs with that one "
-        "route more, tried first).",
+        "an API request passes, without authentication; baseline D is B' plus the one Redis round trip of "
+        "the application's rate limiter, for a tenant of no limit (bench/app_urls.py: the app runs with "
+        "those two routes more, tried first).",
         "",
         "| scenario | conns | req/s | p50 ms | p95 ms | p99 ms | errors | vs A | vs B | vs C | vs B' |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
