@@ -315,11 +315,16 @@ class TestSupportRole:
             assert "Acme" not in response.content.decode()
 
     def test_support_cannot_change_plans_or_see_money(self, support_console, world):
-        invoice(world.tenant, total_cents=123_456)
+        statement = invoice(world.tenant, total_cents=123_456)
         page = support_console.get(f"/admin/tenants/tenant/{world.tenant.id}/change/")
         assert "1,234.56" not in page.content.decode()
         assert "plan" not in page.context["adminform"].form.fields  # read-only for support
         assert "1,234.56" not in support_console.get("/admin/usage/invoice/").content.decode()
+        # The invoice's own page and its history name it in the title and the breadcrumbs.
+        for suffix in ("change/", "history/"):
+            answer = support_console.get(f"/admin/usage/invoice/{statement.pk}/{suffix}")
+            assert answer.status_code == 200
+            assert "1,234.56" not in answer.content.decode()
         assert support_console.get("/admin/usage/invoice/run/").status_code == 403
 
     def test_support_cannot_learn_amounts_by_filtering_on_them(self, support_console, console, world):
