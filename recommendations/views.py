@@ -80,8 +80,6 @@ def _encode_cursor(tenant_id: uuid.UUID | str, pk: int) -> str:
 
 
 def _decode_cursor(tenant_id: uuid.UUID | str, cursor: str) -> int:
-    if cursor.isdigit() and len(cursor) <= 18:
-        return int(cursor)  # a row key, as cursors were before they were sealed: a page begun then goes on
     opened = unseal(cursor, key=sealing_key("item list cursor"), context=str(tenant_id).encode())
     if opened is None or len(opened) != 8:
         raise exceptions.ValidationError({"cursor": ["Not a cursor from a previous page."]})

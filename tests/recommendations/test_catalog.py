@@ -163,11 +163,9 @@ class TestRead:
         theirs = APIClient()
         theirs.credentials(HTTP_X_API_KEY=make_key(tenant=world.other_tenant)[1])
         assert_error(theirs.get(ITEMS, {"cursor": cursor}), 400, "VALIDATION_ERROR")
-        # A page begun before cursors were sealed goes on: a row key as a cursor is still read.
+        # A bare row key is no cursor: probing numbers would tell the platform's row keys.
         first = Item.objects.get(tenant=world.tenant, external_id="i0").pk
-        assert [
-            row["id"] for row in reader.get(ITEMS, {"limit": 1, "cursor": str(first)}).json()["results"]
-        ] == ["i1"]
+        assert_error(reader.get(ITEMS, {"limit": 1, "cursor": str(first)}), 400, "VALIDATION_ERROR")
 
     @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"cursor": "%%%"}])
     def test_list_validates(self, world, reader, params):
