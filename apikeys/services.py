@@ -228,9 +228,10 @@ def api_key_update(
         api_key.permissions = sorted(set(permissions))
         changed.append("permissions")
     if changed:
-        api_key.save(update_fields=changed)
-        api_keys_cache_invalidate(keys=[api_key])
-        _audit(actor, api_key, "api_key.update", source, before)
+        with transaction.atomic():
+            api_key.save(update_fields=changed)
+            api_keys_cache_invalidate(keys=[api_key])
+            _audit(actor, api_key, "api_key.update", source, before)
     return api_key
 
 
@@ -241,9 +242,10 @@ def api_key_revoke(*, api_key: ApiKey, actor: User | None, source: str = "api") 
     before = snapshot(api_key, KEY_FIELDS)
     api_key.status = ApiKey.Status.REVOKED
     api_key.revoked_at = timezone.now()
-    api_key.save(update_fields=["status", "revoked_at"])
-    api_keys_cache_invalidate(keys=[api_key])
-    _audit(actor, api_key, "api_key.revoke", source, before)
+    with transaction.atomic():
+        api_key.save(update_fields=["status", "revoked_at"])
+        api_keys_cache_invalidate(keys=[api_key])
+        _audit(actor, api_key, "api_key.revoke", source, before)
     return api_key
 
 

@@ -76,22 +76,22 @@ def tenant_update(*, tenant: Tenant, actor: User | None = None, source: str = "a
     before = snapshot(tenant, TENANT_FIELDS)
     for name, value in fields.items():
         setattr(tenant, name, value)
-    try:
-        with transaction.atomic():
-            tenant.save()
-            after = snapshot(tenant, TENANT_FIELDS)
-            if after != before:
-                audit_record(
-                    actor=actor, action="tenant.update", obj=tenant, source=source, before=before, after=after
-                )
-    except IntegrityError as exc:
-        raise _slug_conflict(tenant.slug) from exc
-    if after != before:  # cached keys carry the tenant's fields; limits and status drop them themselves
-        api_keys_cache_invalidate(tenant=tenant)
-    if rate_limits is not None:
-        rate_limits_set(tenant=tenant, actor=actor, source=source, **rate_limits)
-    if new_status and new_status != tenant.status:
-        tenant_status_set(tenant=tenant, status=new_status, actor=actor, source=source)
+    with transaction.atomic():  # the fields, the limits and the status: all of them or none
+        try:
+            with transaction.atomic():
+                tenant.save()
+        except IntegrityError as exc:
+            raise _slug_conflict(tenant.slug) from exc
+        after = snapshot(tenant, TENANT_FIELDS)
+        if after != before:  # cached keys carry the tenant's fields; limits and status drop them themselves
+            audit_record(
+                actor=actor, action="tenant.update", obj=tenant, source=source, before=before, after=after
+            )
+            api_keys_cache_invalidate(tenant=tenant)
+        if rate_limits is not None:
+            rate_limits_set(tenant=tenant, actor=actor, source=source, **rate_limits)
+        if new_status and new_status != tenant.status:
+            tenant_status_set(tenant=tenant, status=new_status, actor=actor, source=source)
     return tenant
 
 

@@ -509,3 +509,26 @@ class TestStaffApi:
         assert_error(
             client.post(self.ADMIN_URL, {"tenant": str(world.tenant.id), "name": "x"}), 403, "FORBIDDEN"
         )
+
+
+@pytest.mark.parametrize("change", ["revoke", "update"])
+def test_it_keeps_the_key_as_it_was_when_the_audit_entry_cannot_be_written(
+    world, make_key, monkeypatch, change
+):
+    from django.db import DatabaseError
+
+    from apikeys import services
+
+    api_key, _ = make_key(permissions=("read",))
+
+    def audit_refused(**_: object) -> None:
+        raise DatabaseError("audit_entries is not writable")
+
+    monkeypatch.setattr(services, "audit_record", audit_refused)
+    with pytest.raises(DatabaseError):
+        if change == "revoke":
+            services.api_key_revoke(api_key=api_key, actor=None)
+        else:
+            services.api_key_update(api_key=api_key, actor=None, permissions=["read", "write"])
+    stored = ApiKey.objects.get(pk=api_key.pk)
+    assert (stored.status, stored.permissions) == (ApiKey.Status.ACTIVE, ["read"])

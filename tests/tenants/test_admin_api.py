@@ -227,6 +227,20 @@ class TestDetail:
         staff.patch(detail(world.tenant), {"status": "active"})
         assert member.get("/api/v1/users").status_code == 200
 
+    def test_a_change_whose_last_part_fails_changes_nothing(self, world):
+        from tenants.models import AuditEntry
+        from tenants.services import tenant_update
+
+        with pytest.raises(TypeError):
+            tenant_update(
+                tenant=Tenant.objects.get(pk=world.tenant.pk),
+                actor=world.staff,
+                name="Renamed",
+                rate_limits={"requests_per_week": 5},
+            )
+        assert Tenant.objects.get(pk=world.tenant.pk).name == world.tenant.name
+        assert not AuditEntry.objects.filter(action="tenant.update").exists()
+
     def test_an_unknown_id_is_not_found(self, world, staff):
         assert_error(staff.get(f"{URL}/00000000-0000-0000-0000-000000000000"), 404, "NOT_FOUND")
 
