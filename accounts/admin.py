@@ -12,6 +12,7 @@ from accounts.services import (
     sessions_end_all,
     tenant_admins_lock,
     user_change_keeps_an_admin,
+    user_logout_everywhere,
 )
 from tenants.audit import audit_record, snapshot
 from tenants.models import AuditEntry
@@ -123,7 +124,7 @@ class UserAdmin(DjangoUserAdmin):
     @admin.action(description="Force logout everywhere (end every session)", permissions=["change"])
     def force_logout(self, request: HttpRequest, queryset: QuerySet) -> None:
         for user in queryset:
-            ended = sessions_end_all(user=user, reason="forced_by_staff")
+            ended = user_logout_everywhere(user=user, reason="forced_by_staff")
             audit_record(
                 actor=request.user,
                 action="user.force_logout",

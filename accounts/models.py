@@ -1,10 +1,13 @@
 import uuid
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 
 class UserManager(BaseUserManager["User"]):
@@ -40,6 +43,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(
         default=False, help_text="Platform staff: may use the console and admin API."
     )
+    # Signs the user's console sessions with the password: renewed, it ends every one of them.
+    console_epoch = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -77,6 +82,21 @@ class User(AbstractBaseUser, PermissionsMixin):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.email = (self.email or "").strip().lower()
         super().save(*args, **kwargs)
+
+    def get_session_auth_hash(self) -> str:
+        return self._session_auth_hash(None)
+
+    def get_session_auth_fallback_hash(self) -> Iterator[str]:
+        for secret in settings.SECRET_KEY_FALLBACKS:
+            yield self._session_auth_hash(secret)
+
+    def _session_auth_hash(self, secret: str | bytes | None) -> str:
+        return salted_hmac(
+            "accounts.User.session_auth_hash",
+            f"{self.password}:{self.console_epoch}",
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
 
 
 class UserSession(models.Model):

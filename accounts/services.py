@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework_simplejwt.exceptions import TokenError
@@ -159,6 +160,17 @@ def sessions_end_all(*, user: User, reason: str, keep: uuid.UUID | None = None) 
     if keep is not None:
         sessions = sessions.exclude(id=keep)
     return sessions.update(ended_at=timezone.now(), end_reason=reason)
+
+
+def user_logout_everywhere(*, user: User, reason: str) -> int:
+    """Ends every API session of the user and every console session too, wherever the session store
+    keeps them: each is signed with the user's console epoch (User.get_session_auth_hash), renewed
+    here. Answers how many API sessions ended."""
+    with transaction.atomic():
+        ended = sessions_end_all(user=user, reason=reason)
+        User.objects.filter(pk=user.pk).update(console_epoch=F("console_epoch") + 1)
+    user.refresh_from_db(fields=["console_epoch"])
+    return ended
 
 
 def sessions_prune(*, before: datetime) -> int:

@@ -145,7 +145,7 @@ class UserSessionRequiredMixin(IdempotentPostMixin):
 class LogoutAllView(UserSessionRequiredMixin, APIView):  # type: ignore[misc]
     @extend_schema(request=None, responses={204: None}, tags=["auth"])
     def post(self, request: Request) -> Response:
-        services.sessions_end_all(user=request.user, reason="logout_all")  # type: ignore[arg-type]
+        services.user_logout_everywhere(user=request.user, reason="logout_all")  # type: ignore[arg-type]
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

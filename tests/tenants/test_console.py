@@ -239,6 +239,32 @@ class TestWorkflows:
         )
         assert not UserSession.objects.filter(user=world.viewer, ended_at__isnull=True).exists()
 
+    def test_force_logout_ends_the_users_console_sessions_too(self, console, world, support_console):
+        assert support_console.get("/admin/").status_code == 200
+        console.post(
+            "/admin/accounts/user/", {"action": "force_logout", "_selected_action": [str(world.support.id)]}
+        )
+        assert support_console.get("/admin/").status_code == 302  # to the login page
+        assert console.get("/admin/").status_code == 200  # the staff member who forced it stays
+
+    def test_logout_everywhere_from_the_api_ends_the_console_sessions_too(
+        self, world, support_console, client_for
+    ):
+        assert client_for(world.support).post("/api/v1/auth/logout-all").status_code == 204
+        assert support_console.get("/admin/").status_code == 302
+
+    def test_a_console_password_change_keeps_the_session_that_made_it(self, world, support_console):
+        response = support_console.post(
+            "/admin/password_change/",
+            {
+                "old_password": PASSWORD,
+                "new_password1": "Changed-in-console-42",
+                "new_password2": "Changed-in-console-42",
+            },
+        )
+        assert response.status_code == 302
+        assert support_console.get("/admin/").status_code == 200
+
     def test_change_a_plan_and_a_limit(self, console, world):
         form = console.get(f"/admin/tenants/tenant/{world.tenant.id}/change/").context["adminform"].form
         assert "plan" in form.fields
