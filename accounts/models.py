@@ -108,7 +108,8 @@ class UserSession(models.Model):
     refresh_jti = models.CharField(max_length=64)
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Not auto_now_add, which would read the clock again: a new session is last used when it starts.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)

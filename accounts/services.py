@@ -68,11 +68,12 @@ def _token_pair(*, session: UserSession) -> TokenPair:
 
 
 def session_start(*, user: User, ip: str | None, user_agent: str) -> tuple[UserSession, TokenPair]:
-    session = UserSession(user=user, ip=ip, user_agent=user_agent[:512])
+    now = timezone.now()
+    session = UserSession(user=user, ip=ip, user_agent=user_agent[:512], created_at=now, last_used_at=now)
     pair = _token_pair(session=session)
     with transaction.atomic():
         session.save()
-        User.objects.filter(pk=user.pk).update(last_login=timezone.now())
+        User.objects.filter(pk=user.pk).update(last_login=now)
     return session, pair
 
 

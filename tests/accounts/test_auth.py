@@ -326,6 +326,8 @@ class TestSessions:
         assert [s["current"] for s in sessions].count(True) == 1
         assert {s["user_agent"] for s in sessions} == {"pytest", "Phone/2.0"}
         assert set(sessions[0]) == {"id", "created_at", "last_used_at", "ip", "user_agent", "current"}
+        # A session that was never refreshed was last used when it began, not a moment before.
+        assert all(s["last_used_at"] == s["created_at"] for s in sessions)
 
     def test_ending_a_session_kills_its_tokens_only(self, world, client_for):
         keeper, victim = client_for(world.admin), client_for(world.admin)
