@@ -1,7 +1,11 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
@@ -110,6 +114,23 @@ class UserAdmin(DjangoUserAdmin):
                 after=after,
             )
 
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+        """Groups and permissions are saved here, after save_model: their changes are audited here."""
+        user = form.instance
+        before = user_grants(user)
+        super().save_related(request, form, formsets, change)
+        after = user_grants(user)
+        if after != before:
+            audit_record(
+                actor=request.user,
+                action="user.grants",
+                obj=user,
+                source=CONSOLE,
+                tenant=user.tenant,
+                before=before,
+                after=after,
+            )
+
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
         """Django's password reset page; once it succeeds, every session of the user ends."""
         response = super().user_change_password(request, id, form_url)
@@ -140,3 +161,68 @@ class UserAdmin(DjangoUserAdmin):
 
     def log_change(self, request: HttpRequest, obj: object, message: object) -> None:
         """save_model writes the audit trail."""
+
+
+def user_grants(user: User) -> dict[str, list[str]]:
+    return {
+        "groups": sorted(user.groups.values_list("name", flat=True)),
+        "permissions": permission_names(user.user_permissions.all()),
+    }
+
+
+def permission_names(permissions: QuerySet) -> list[str]:
+    pairs = permissions.values_list("content_type__app_label", "codename")
+    return sorted(f"{app}.{codename}" for app, codename in pairs)
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(GroupAdmin):
+    """Django's group page, with every change of a group's name or permissions in the audit trail."""
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+        group = form.instance
+        # The permissions are saved here, after the name: the form still holds the name it was shown.
+        before = {"name": form.initial["name"], **group_grants(group)} if change else None
+        super().save_related(request, form, formsets, change)
+        after = {"name": group.name, **group_grants(group)}
+        if after != before:
+            audit_record(
+                actor=request.user,
+                action="group.update" if change else "group.create",
+                obj=group,
+                source=CONSOLE,
+                before=before,
+                after=after,
+            )
+
+    def delete_model(self, request: HttpRequest, obj: Group) -> None:
+        self.delete_queryset(request, Group.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        gone = [(group.pk, {"name": group.name, **group_grants(group)}) for group in queryset]
+        super().delete_queryset(request, queryset)
+        for pk, before in gone:
+            audit_record(
+                actor=request.user,
+                action="group.delete",
+                source=CONSOLE,
+                object_type=Group._meta.label,
+                object_id=str(pk),
+                before=before,
+            )
+
+    def log_addition(self, request: HttpRequest, obj: object, message: object) -> None:
+        """save_related writes the audit trail."""
+
+    def log_change(self, request: HttpRequest, obj: object, message: object) -> None:
+        """save_related writes the audit trail."""
+
+    def log_deletions(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """delete_queryset writes the audit trail."""
+
+
+def group_grants(group: Group) -> dict[str, list[str]]:
+    return {"permissions": permission_names(group.permissions.all())}

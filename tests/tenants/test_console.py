@@ -265,6 +265,44 @@ class TestWorkflows:
         assert response.status_code == 302
         assert support_console.get("/admin/").status_code == 200
 
+    def test_granting_a_staff_member_a_permission_or_a_group_is_audited(self, console, world):
+        from django.contrib.auth.models import Group, Permission
+
+        cancel = Permission.objects.get(codename="cancel_tenant")
+        url = f"/admin/accounts/user/{world.support.id}/change/"
+        form = console.get(url).context["adminform"].form
+        data = {
+            name: value
+            for name, value in form.initial.items()
+            if value is not None and name not in ("password", "groups", "user_permissions")
+        }
+        data.update(
+            {"sessions-TOTAL_FORMS": "0", "sessions-INITIAL_FORMS": "0", "is_active": "on", "is_staff": "on"}
+        )
+        groups = [str(pk) for pk in world.support.groups.values_list("pk", flat=True)]
+        response = console.post(url, {**data, "groups": groups, "user_permissions": [str(cancel.pk)]})
+        assert response.status_code == 302
+        entry = AuditEntry.objects.get(action="user.grants", object_id=str(world.support.id))
+        assert entry.before["permissions"] == [] and entry.after["permissions"] == ["tenants.cancel_tenant"]
+        assert entry.actor == world.staff and entry.source == AuditEntry.Source.CONSOLE
+
+        group = Group.objects.get(name="Support")
+        page = console.get(f"/admin/auth/group/{group.pk}/change/").context["adminform"].form
+        granted = [str(permission.pk) for permission in page.initial["permissions"]] + [str(cancel.pk)]
+        assert (
+            console.post(
+                f"/admin/auth/group/{group.pk}/change/", {"name": "Support", "permissions": granted}
+            ).status_code
+            == 302
+        )
+        entry = AuditEntry.objects.get(action="group.update")
+        assert "tenants.cancel_tenant" not in entry.before["permissions"]
+        assert "tenants.cancel_tenant" in entry.after["permissions"]
+
+        spare = Group.objects.create(name="Spare")
+        assert console.post(f"/admin/auth/group/{spare.pk}/delete/", {"post": "yes"}).status_code == 302
+        assert AuditEntry.objects.get(action="group.delete").before["name"] == "Spare"
+
     def test_change_a_plan_and_a_limit(self, console, world):
         form = console.get(f"/admin/tenants/tenant/{world.tenant.id}/change/").context["adminform"].form
         assert "plan" in form.fields
