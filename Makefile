@@ -57,7 +57,7 @@ lint: install-dev
 check: lint
 	$(BIN)/mypy
 	$(BIN)/bandit -q -c pyproject.toml -r config tenants accounts apikeys recommendations usage
-	$(BIN)/pip-audit -r requirements/dev.txt --progress-spinner off
+	$(BIN)/pip-audit -r requirements/constraints.txt --no-deps --progress-spinner off
 
 format: install-dev
 	$(BIN)/ruff check --fix .

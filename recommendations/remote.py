@@ -107,9 +107,9 @@ class ServiceClient:
 
     def post(self, path: str, payload: dict, accept: Callable[[Any], bool] | None = None) -> Any:
         """POSTs JSON and returns the decoded JSON answer (None for an empty one), or raises
-        UpstreamError. A connection error or a 5xx is retried at once; a timeout, a 4xx or nonsense
-        is not (UpstreamRejected for the 4xx that refuse the request itself). An answer `accept`
-        refuses is nonsense too: it counts against the breaker as a failed call does."""
+        UpstreamError. A connection error or a 5xx is retried after a short pause; a timeout, a 4xx
+        or nonsense is not (UpstreamRejected for the 4xx that refuse the request itself). An answer
+        `accept` refuses is nonsense too: it counts against the breaker as a failed call does."""
         if not self.breaker.allow():
             upstream_calls_total.labels(self.name, "breaker_open").inc()
             raise CircuitOpen(f"{self.name}: circuit open")
