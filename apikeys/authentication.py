@@ -21,6 +21,7 @@ from usage.ratelimit import StaleGeneration, rate_limit_request
 logger = logging.getLogger(__name__)
 
 INVALID_KEY = "Invalid API key."
+TWO_CREDENTIALS = "Send one credential: an X-API-Key header or an Authorization header, not two that differ."
 MAX_KEY_LENGTH = 128
 TOUCH_INTERVAL_SECONDS = 60
 
@@ -65,11 +66,15 @@ def _touch(entry: CachedKey) -> None:
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[ApiKeyUser, CachedKey] | None:
         raw = request.META.get("HTTP_X_API_KEY")
+        authorization = request.META.get("HTTP_AUTHORIZATION")
         if raw is None:
-            credential = bearer_credential(request.META.get("HTTP_AUTHORIZATION", ""))
+            credential = bearer_credential(authorization or "")
             if credential is None or credential.startswith(JWT_MARK.decode()):
                 return None
             raw = credential
+        elif authorization is not None and bearer_credential(authorization) != raw.strip():
+            # Whose request is it? Neither is chosen over the other.
+            raise exceptions.AuthenticationFailed(TWO_CREDENTIALS)
         raw = raw.strip()
         if not raw.startswith(KEY_PREFIX) or len(raw) > MAX_KEY_LENGTH:
             raise exceptions.AuthenticationFailed(INVALID_KEY)

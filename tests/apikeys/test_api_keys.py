@@ -532,3 +532,18 @@ def test_it_keeps_the_key_as_it_was_when_the_audit_entry_cannot_be_written(
             services.api_key_update(api_key=api_key, actor=None, permissions=["read", "write"])
     stored = ApiKey.objects.get(pk=api_key.pk)
     assert (stored.status, stored.permissions) == (ApiKey.Status.ACTIVE, ["read"])
+
+
+def test_it_refuses_two_credentials_that_differ(world, make_key, client_for):
+    _, secret = make_key()
+    _, theirs = make_key(tenant=world.other_tenant)
+    jwt = client_for(world.outsider).tokens.access_token
+    for authorization in ("Bearer rk_garbage", f"Bearer {theirs}", f"Bearer {jwt}", "Basic dXNlcjpwYXNz"):
+        client = APIClient()
+        client.credentials(HTTP_X_API_KEY=secret, HTTP_AUTHORIZATION=authorization)
+        response = client.get("/api/v1/items")
+        assert_error(response, 401, "AUTHENTICATION_FAILED")
+        assert "not two that differ" in response.json()["error"]["message"]
+    same = APIClient()
+    same.credentials(HTTP_X_API_KEY=secret, HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert same.get("/api/v1/items").status_code == 200
