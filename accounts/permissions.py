@@ -58,8 +58,6 @@ class TenantAccess(BasePermission):
         rule = getattr(view, "api_key_permission", None)
         if rule is None:
             return None
-        if callable(rule):
-            return rule(request)
         return "read" if request.method in SAFE_METHODS else rule
 
 

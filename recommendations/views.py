@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import User
+from accounts.permissions import ALL_ROLES
 from config.formats import iso_z
 from config.schema import ObjectListSchema
 from config.sealing import seal, sealing_key, unseal
@@ -33,7 +34,6 @@ from recommendations.serializers import (
 from tenants.scoping import TenantScopedViewSet
 from usage.ratelimit import Marks
 
-ALL_ROLES = frozenset(User.Role.values)
 WRITERS = frozenset({User.Role.ADMIN, User.Role.DEVELOPER})
 
 
@@ -214,10 +214,7 @@ class RecommendationViewSet(TenantScopedViewSet):
     queryset = Item.objects.none()
     serializer_class = RecommendationRequestSerializer  # what OPTIONS describes
     read_roles = write_roles = ALL_ROLES  # asking for recommendations is a read, for viewers too
-
-    @staticmethod
-    def api_key_permission(request: Request) -> str:
-        return "read"
+    api_key_permission = "read"
 
     @extend_schema(request=RecommendationRequestSerializer, responses={200: RecommendationResponseSerializer})
     def create(self, request: Request) -> Response:

@@ -30,6 +30,10 @@ class RateLimit(models.Model):
         return f"rate limits of {self.tenant_id}"
 
 
+# The requests API.md counts as errors: answered 400 or more, other than 429 (rate_limited).
+ERRORS = models.Q(status_code__gte=400) & ~models.Q(status_code=429)
+
+
 class UsageLog(models.Model):
     """One request made with a tenant's credential. On PostgreSQL the table is partitioned by month
     (see the migration); `event_id` is ours, unique per request, so a batch delivered twice is stored once."""

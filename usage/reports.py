@@ -7,15 +7,13 @@ from html import escape
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
 from tenants.models import Tenant
-from usage.models import DailyUsage, UsageLog
-
-ERRORS = Q(status_code__gte=400) & ~Q(status_code=429)
+from usage.models import ERRORS, DailyUsage, UsageLog
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from usage.events import (
     usage_rows_insert,
 )
 from usage.limits import WINDOWS, Limits, tenant_rate_limits
-from usage.models import DailyUsage, Invoice, RateLimit, RollupRun, UsageLog
+from usage.models import ERRORS, DailyUsage, Invoice, RateLimit, RollupRun, UsageLog
 
 logger = logging.getLogger(__name__)
 
@@ -450,10 +450,9 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 def _by_endpoint(rows: QuerySet) -> list[dict]:
-    error_filter = Q(status_code__gte=400) & ~Q(status_code=429)
     groups = (
         rows.values("endpoint", "method")
-        .annotate(requests=Count("id"), errors=Count("id", filter=error_filter))
+        .annotate(requests=Count("id"), errors=Count("id", filter=ERRORS))
         .order_by("-requests", "endpoint", "method")
     )
     if connection.vendor == "postgresql":
@@ -499,7 +498,7 @@ def usage_summary(*, tenant_id: str, start: datetime, end: datetime, granularity
     rows = UsageLog.objects.filter(tenant_id=tenant_id, timestamp__gte=start, timestamp__lt=end)
     totals = rows.aggregate(
         requests=Count("id"),
-        errors=Count("id", filter=Q(status_code__gte=400) & ~Q(status_code=429)),
+        errors=Count("id", filter=ERRORS),
         rate_limited=Count("id", filter=Q(status_code=429)),
     )
     truncate = TruncHour if granularity == "hour" else TruncDay
@@ -507,9 +506,7 @@ def usage_summary(*, tenant_id: str, start: datetime, end: datetime, granularity
         row["bucket"]: row  # type: ignore[misc]
         for row in rows.annotate(bucket=truncate("timestamp", tzinfo=UTC))
         .values("bucket")
-        .annotate(
-            requests=Count("id"), errors=Count("id", filter=Q(status_code__gte=400) & ~Q(status_code=429))
-        )
+        .annotate(requests=Count("id"), errors=Count("id", filter=ERRORS))
         .order_by("bucket")
     }
     series = [
@@ -559,7 +556,7 @@ def usage_rollup(*, day: date) -> int:
         .values("tenant_id", "endpoint", "method", "status_class")
         .annotate(
             requests=Count("id"),
-            errors=Count("id", filter=Q(status_code__gte=400) & ~Q(status_code=429)),
+            errors=Count("id", filter=ERRORS),
             rate_limited=Count("id", filter=Q(status_code=429)),
             unauthorized=Count("id", filter=Q(status_code__in=(401, 403))),
             latency_ms_sum=Sum("latency_ms"),
