@@ -42,16 +42,17 @@ def _require_for_changes(request: Request, tenant: Tenant, changes: dict) -> Non
 def _limits_changed(tenant: Tenant, wanted: dict[str, int | None], plan: str | None = None) -> dict[str, Any]:
     """The windows a body really changes, as rate_limits_set takes them. A value equal to the one in
     force is left as it is: read and sent back (GET then PUT), the plan's default must not become
-    the tenant's own limit and stay behind when the plan changes, in this request or later. A value
-    equal to the default of the plan the tenant will be on is that default (null): not pinned."""
+    the tenant's own limit and stay behind when the plan changes, in this request or later."""
     current = tenant_rate_limits(tenant).as_dict()
-    defaults = plan_rate_limits(plan or tenant.plan).as_dict()
-    changed: dict[str, Any] = {}
-    for field, value in wanted.items():
-        if value is not None and value == current[field]:
-            continue
-        changed[field] = None if value == defaults[field] else value
-    return changed
+    changed = {field: value for field, value in wanted.items() if value is None or value != current[field]}
+    return _own_limits(changed, plan or tenant.plan)
+
+
+def _own_limits(wanted: dict[str, int | None], plan: str) -> dict[str, int | None]:
+    """A value equal to the default of the plan the tenant will be on is that default (null): not
+    pinned, it follows the plan."""
+    defaults = plan_rate_limits(plan).as_dict()
+    return {field: None if value == defaults[field] else value for field, value in wanted.items()}
 
 
 def _choice_filter(request: Request, name: str, choices: list[str]) -> str | None:
@@ -100,9 +101,12 @@ class TenantAdminViewSet(viewsets.GenericViewSet):
         staff_require(request, "tenants.add_tenant")
         body = TenantCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        if "rate_limits" in body.validated_data or body.validated_data.get("plan", "starter") != "starter":
+        fields = dict(body.validated_data)
+        if "rate_limits" in fields or fields["plan"] != Tenant.Plan.STARTER:
             staff_require(request, "tenants.change_tenant_plan")
-        tenant, admin_user = services.tenant_create(**body.validated_data, actor=request.user)  # type: ignore[arg-type]
+        if "rate_limits" in fields:
+            fields["rate_limits"] = _own_limits(fields["rate_limits"], fields["plan"])
+        tenant, admin_user = services.tenant_create(**fields, actor=request.user)  # type: ignore[arg-type]
         tenant.admin_user = admin_user
         return Response(TenantCreatedSerializer(tenant).data, status=status.HTTP_201_CREATED)
 

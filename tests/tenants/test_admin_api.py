@@ -207,6 +207,19 @@ class TestDetail:
         back = staff.patch(detail(world.tenant), {"plan": "starter"}).json()
         assert back["rate_limits"]["requests_per_minute"] == 1000  # starter's: neither 7 nor pro's
 
+    def test_limits_created_equal_to_the_plans_follow_the_plan_as_sent_later_do(self, world, staff):
+        starter = staff.get(detail(world.tenant)).json()["rate_limits"]
+        body = {
+            "name": "Twin",
+            "slug": "twin",
+            "plan": "starter",
+            "rate_limits": {**starter, "requests_per_day": 9},
+        }
+        created = staff.post(URL, body).json()
+        pro = staff.get(detail(world.other_tenant)).json()["rate_limits"]
+        moved = staff.patch(f"{URL}/{created['id']}", {"plan": "pro"}).json()["rate_limits"]
+        assert moved == {**pro, "requests_per_day": 9}  # the plan's defaults moved, its own stayed
+
     def test_renaming_onto_a_taken_slug_is_a_conflict(self, world, staff):
         assert_error(staff.patch(detail(world.tenant), {"slug": "globex"}), 409, "CONFLICT")
         assert_error(staff.patch(detail(world.tenant), {"slug": "GloBex"}), 409, "CONFLICT")
