@@ -13,10 +13,11 @@ from accounts.models import User, UserSession
 from accounts.services import (
     LAST_ADMIN,
     USER_FIELDS,
+    password_reset_record,
     sessions_end_all,
     tenant_admins_lock,
     user_change_keeps_an_admin,
-    user_logout_everywhere,
+    user_force_logout,
 )
 from tenants.audit import audit_record, snapshot
 from tenants.models import AuditEntry
@@ -135,25 +136,13 @@ class UserAdmin(DjangoUserAdmin):
         """Django's password reset page; once it succeeds, every session of the user ends."""
         response = super().user_change_password(request, id, form_url)
         if request.method == "POST" and response.status_code == 302:
-            user = User.objects.get(pk=id)
-            sessions_end_all(user=user, reason="password_reset_by_staff")
-            audit_record(
-                actor=request.user, action="user.password_reset", obj=user, source=CONSOLE, tenant=user.tenant
-            )
+            password_reset_record(user=User.objects.get(pk=id), actor=request.user, source=CONSOLE)
         return response
 
     @admin.action(description="Force logout everywhere (end every session)", permissions=["change"])
     def force_logout(self, request: HttpRequest, queryset: QuerySet) -> None:
         for user in queryset:
-            ended = user_logout_everywhere(user=user, reason="forced_by_staff")
-            audit_record(
-                actor=request.user,
-                action="user.force_logout",
-                obj=user,
-                source=CONSOLE,
-                tenant=user.tenant,
-                after={"sessions_ended": ended},
-            )
+            user_force_logout(user=user, actor=request.user, source=CONSOLE)
         self.message_user(request, f"Every session of {queryset.count()} user(s) ended.", messages.SUCCESS)
 
     def log_addition(self, request: HttpRequest, obj: object, message: object) -> None:

@@ -304,6 +304,32 @@ def user_password_change(
         password_change_record(user=user, source="api", keep=session_id)
 
 
+def password_reset_record(*, user: User, actor: User, source: str) -> None:
+    """After staff set a user's password: every session of the user ends, and the audit trail says so."""
+    ended = user_logout_everywhere(user=user, reason="password_reset_by_staff")
+    audit_record(
+        actor=actor,
+        action="user.password_reset",
+        obj=user,
+        source=source,
+        tenant=user.tenant,
+        after={"sessions_ended": ended},
+    )
+
+
+def user_force_logout(*, user: User, actor: User, source: str) -> None:
+    """Staff end every session of the user, API and console alike."""
+    ended = user_logout_everywhere(user=user, reason="forced_by_staff")
+    audit_record(
+        actor=actor,
+        action="user.force_logout",
+        obj=user,
+        source=source,
+        tenant=user.tenant,
+        after={"sessions_ended": ended},
+    )
+
+
 def password_change_record(*, user: User, source: str, keep: uuid.UUID | None = None) -> None:
     """After a user changed their own password (API or console): their other sessions end, and the
     audit trail says so."""
