@@ -19,6 +19,8 @@ class ExternalIdField(serializers.CharField):
 
     def __init__(self, *, in_paths: bool = True, **kwargs: Any) -> None:
         self.in_paths = in_paths
+        if in_paths:
+            kwargs.setdefault("help_text", "The tenant's own id, without '/' (a segment of the item's URL).")
         super().__init__(min_length=1, max_length=255, trim_whitespace=False, **kwargs)
 
     def to_internal_value(self, data: object) -> str:

@@ -337,6 +337,14 @@ def test_options_describes_the_endpoint(world, writer, path):
     assert response.json()["name"]
 
 
+def test_an_item_id_with_a_slash_is_refused_and_the_schema_says_so(world, writer, api):
+    error = assert_error(writer.post(ITEMS, {"items": [item("shoes/123")]}), 400, "VALIDATION_ERROR")
+    assert error["details"]["items"]["0"]["id"] == ["Must not contain '/' (it is a part of the item's URL)."]
+    assert not Item.objects.exists()
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert "'/'" in schema["components"]["schemas"]["ItemInputRequest"]["properties"]["id"]["description"]
+
+
 class TestConcurrentWrites:
     """A PATCH or DELETE works on the item its view read a moment before; another request may have
     changed or deleted it since. These pass that earlier copy to the service, as the race would."""
