@@ -2,6 +2,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.admin import GroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
@@ -136,7 +137,11 @@ class UserAdmin(DjangoUserAdmin):
         """Django's password reset page; once it succeeds, every session of the user ends."""
         response = super().user_change_password(request, id, form_url)
         if request.method == "POST" and response.status_code == 302:
-            password_reset_record(user=User.objects.get(pk=id), actor=request.user, source=CONSOLE)
+            user = User.objects.get(pk=id)
+            password_reset_record(user=user, actor=request.user, source=CONSOLE)
+            if user.pk == request.user.pk:
+                # As Django's own page does for one's own password: the session that changed it stays.
+                update_session_auth_hash(request, user)
         return response
 
     @admin.action(description="Force logout everywhere (end every session)", permissions=["change"])

@@ -81,6 +81,14 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.email = (self.email or "").strip().lower()
+        if not self._state.adding and not args and kwargs.get("update_fields") is None:
+            # The epoch is written by its own UPDATE (accounts.services.user_logout_everywhere): a row read
+            # before a logout everywhere and saved after must not bring back the sessions it ended.
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name != "console_epoch"
+            ]
         super().save(*args, **kwargs)
 
     def get_session_auth_hash(self) -> str:

@@ -21,7 +21,9 @@ from usage.ratelimit import StaleGeneration, rate_limit_request
 logger = logging.getLogger(__name__)
 
 INVALID_KEY = "Invalid API key."
-TWO_CREDENTIALS = "Send one credential: an X-API-Key header or an Authorization header, not two that differ."
+TWO_CREDENTIALS = (
+    "Send one credential: an X-API-Key header or an Authorization: Bearer header, not two that differ."
+)
 MAX_KEY_LENGTH = 128
 TOUCH_INTERVAL_SECONDS = 60
 
@@ -72,8 +74,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             if credential is None or credential.startswith(JWT_MARK.decode()):
                 return None
             raw = credential
-        elif authorization is not None and bearer_credential(authorization) != raw.strip():
-            # Whose request is it? Neither is chosen over the other.
+        elif (bearer := bearer_credential(authorization or "")) is not None and bearer != raw.strip():
+            # Whose request is it? Neither is chosen over the other. (Another scheme, such as the Basic
+            # credential of a proxy in front, is not ours to read.)
             raise exceptions.AuthenticationFailed(TWO_CREDENTIALS)
         raw = raw.strip()
         if not raw.startswith(KEY_PREFIX) or len(raw) > MAX_KEY_LENGTH:

@@ -8,6 +8,10 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "apikeys.authentication.ApiKeyAuthentication"
     name = ["apiKeyBearer", "apiKeyHeader"]
 
+    def get_security_requirement(self, auto_schema: AutoSchema) -> list[dict[str, list]]:
+        """Either header, not both: two requirements, each of one scheme."""
+        return [{"apiKeyBearer": []}, {"apiKeyHeader": []}]
+
     def get_security_definition(self, auto_schema: AutoSchema) -> list[dict]:
         return [
             {
@@ -19,6 +23,9 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
                 "type": "apiKey",
                 "in": "header",
                 "name": "X-API-Key",
-                "description": "An API key: `X-API-Key: rk_...`.",
+                "description": (
+                    "An API key: `X-API-Key: rk_...`. With an `Authorization: Bearer` credential beside it "
+                    "that is not the same key, the request is refused (401)."
+                ),
             },
         ]

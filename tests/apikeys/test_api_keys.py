@@ -538,12 +538,21 @@ def test_it_refuses_two_credentials_that_differ(world, make_key, client_for):
     _, secret = make_key()
     _, theirs = make_key(tenant=world.other_tenant)
     jwt = client_for(world.outsider).tokens.access_token
-    for authorization in ("Bearer rk_garbage", f"Bearer {theirs}", f"Bearer {jwt}", "Basic dXNlcjpwYXNz"):
+    for authorization in ("Bearer rk_garbage", f"Bearer {theirs}", f"Bearer {jwt}"):
         client = APIClient()
         client.credentials(HTTP_X_API_KEY=secret, HTTP_AUTHORIZATION=authorization)
         response = client.get("/api/v1/items")
         assert_error(response, 401, "AUTHENTICATION_FAILED")
         assert "not two that differ" in response.json()["error"]["message"]
-    same = APIClient()
-    same.credentials(HTTP_X_API_KEY=secret, HTTP_AUTHORIZATION=f"Bearer {secret}")
-    assert same.get("/api/v1/items").status_code == 200
+    # The same key twice, an empty header, or another scheme (a proxy's Basic credential): the key's.
+    for authorization in (f"Bearer {secret}", "", "Bearer ", "Basic dXNlcjpwYXNz"):
+        client = APIClient()
+        client.credentials(HTTP_X_API_KEY=secret, HTTP_AUTHORIZATION=authorization)
+        assert client.get("/api/v1/items").status_code == 200, authorization
+
+
+def test_the_schema_offers_either_key_header_not_both(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    security = schema["paths"]["/api/v1/items"]["get"]["security"]
+    assert {"apiKeyBearer": []} in security and {"apiKeyHeader": []} in security
+    assert not any(len(requirement) > 1 for requirement in security)

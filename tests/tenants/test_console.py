@@ -253,6 +253,23 @@ class TestWorkflows:
         assert client_for(world.support).post("/api/v1/auth/logout-all").status_code == 204
         assert support_console.get("/admin/").status_code == 302
 
+    def test_a_staff_members_reset_of_their_own_password_keeps_their_session(self, console, world):
+        password = "Reset-own-by-staff-42"
+        response = console.post(
+            f"/admin/accounts/user/{world.staff.id}/password/",
+            {"password1": password, "password2": password, "usable_password": "true"},
+        )
+        assert response.status_code == 302
+        assert console.get("/admin/").status_code == 200
+
+    def test_a_user_saved_from_a_stale_read_keeps_a_logout_everywhere(self, world, support_console):
+        from accounts.services import user_logout_everywhere
+
+        stale = User.objects.get(pk=world.support.pk)
+        user_logout_everywhere(user=User.objects.get(pk=world.support.pk), reason="logout_all")
+        stale.save()  # e.g. a console edit that read the row before
+        assert support_console.get("/admin/").status_code == 302
+
     def test_a_console_password_change_keeps_the_session_that_made_it(self, world, support_console):
         response = support_console.post(
             "/admin/password_change/",
