@@ -41,16 +41,18 @@ class JWTAuthentication(simplejwt.JWTAuthentication):
         # One query: the session (ended by logout-all, password change...), its user, tenant and limits.
         session = (
             UserSession.objects.select_related("user", "user__tenant", "user__tenant__rate_limit")
-            .filter(
-                id=session_id, user_id=token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"]), ended_at__isnull=True
-            )
+            .filter(id=session_id, user_id=token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"]))
             .first()
         )
-        if session is None or not session.user.is_active:
+        if session is None:
             raise exceptions.AuthenticationFailed(INVALID_ACCESS)
         user = session.user
         tenant = user.tenant
+        # Set before the refusals below: the token is the tenant's (its signature says so), so its
+        # refusal is metered for the tenant, as a revoked key's is.
         request._request.tenant = tenant
+        if session.ended_at is not None or not user.is_active:
+            raise exceptions.AuthenticationFailed(INVALID_ACCESS)
         request._request.auth_session_id = session.id
         tenant_access_check(tenant)
         if tenant is not None:

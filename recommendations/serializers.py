@@ -196,7 +196,8 @@ class RecommendationResponseSerializer(serializers.Serializer):
     recommendations = RecommendedItemSerializer(many=True)
     strategy = serializers.CharField(
         help_text="How the list was made: personalized, remote, popular, newest, joined by '+' when "
-        "filled up; 'fallback:' when the ML engine failed and the built-in engine answered."
+        "filled up; 'none' when no item qualifies (an empty catalog, filters nothing passes): the list "
+        "is empty; 'fallback:' before it when the ML engine failed and the built-in engine answered."
     )
     request_id = serializers.CharField()
 

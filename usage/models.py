@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models.functions import Coalesce
 
 
 class RateLimit(models.Model):
@@ -32,6 +33,15 @@ class RateLimit(models.Model):
 
 # The requests API.md counts as errors: answered 400 or more, other than 429 (rate_limited).
 ERRORS = models.Q(status_code__gte=400) & ~models.Q(status_code=429)
+# The requests a tenant pays for: what was served, not refusals (a revoked key's, a suspension's, a
+# throttled burst's: 401, 403, 429) nor our failures (5xx). Over raw rows, and over daily rollups.
+BILLABLE = models.Q(status_code__lt=500) & ~models.Q(status_code__in=(401, 403, 429))
+ROLLED_BILLABLE = (
+    models.Sum("requests")
+    - models.Sum("rate_limited")
+    - models.Sum("unauthorized")
+    - Coalesce(models.Sum("requests", filter=models.Q(status_class="5xx")), 0)
+)
 
 
 class UsageLog(models.Model):

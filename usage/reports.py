@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
 from tenants.models import Tenant
-from usage.models import ERRORS, DailyUsage, UsageLog
+from usage.models import BILLABLE, ERRORS, ROLLED_BILLABLE, DailyUsage, UsageLog
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class DayUsage:
     day: date
     requests: int
     errors: int
+    billable: int
 
 
 def raw_usage_start() -> datetime:
@@ -42,24 +43,34 @@ def usage_recent_days(*, tenant: Tenant, days: int = 30) -> list[DayUsage]:
     today = timezone.now().date()
     first = today - timedelta(days=days - 1)
     since = raw_usage_start()
+    # `billable` first: it sums the fields that the aliases after it shadow.
     rolled = {
         row["day"]: row
         for row in DailyUsage.objects.filter(tenant=tenant, day__gte=first, day__lt=since.date())
         .values("day")
-        .annotate(requests=Sum("requests"), errors=Sum("errors"))
+        .annotate(billable=ROLLED_BILLABLE, requests=Sum("requests"), errors=Sum("errors"))
     }
     live = {
         row["day"]: row
         for row in UsageLog.objects.filter(tenant=tenant, timestamp__gte=since)
         .annotate(day=TruncDate("timestamp", tzinfo=UTC))
         .values("day")
-        .annotate(requests=Count("id"), errors=Count("id", filter=ERRORS))
+        .annotate(
+            requests=Count("id"), errors=Count("id", filter=ERRORS), billable=Count("id", filter=BILLABLE)
+        )
     }
     result = []
     for offset in range(days):
         day = first + timedelta(days=offset)
         row: Mapping[str, Any] = (live if day >= since.date() else rolled).get(day, {})
-        result.append(DayUsage(day=day, requests=row.get("requests") or 0, errors=row.get("errors") or 0))
+        result.append(
+            DayUsage(
+                day=day,
+                requests=row.get("requests") or 0,
+                errors=row.get("errors") or 0,
+                billable=row.get("billable") or 0,
+            )
+        )
     return result
 
 
@@ -70,17 +81,20 @@ def usage_month_to_date(*, tenant: Tenant, recent: list[DayUsage]) -> dict:
         earlier = DailyUsage.objects.filter(
             tenant=tenant, day__gte=today.replace(day=1), day__lt=recent[0].day
         )
-        base = earlier.aggregate(requests=Sum("requests"), errors=Sum("errors"))
+        base = earlier.aggregate(billable=ROLLED_BILLABLE, requests=Sum("requests"), errors=Sum("errors"))
     else:
         base = {}
     requests = (base.get("requests") or 0) + sum(day.requests for day in this_month)
     errors = (base.get("errors") or 0) + sum(day.errors for day in this_month)
+    billable = (base.get("billable") or 0) + sum(day.billable for day in this_month)
     included = (settings.PLAN_PRICES.get(tenant.plan) or settings.PLAN_PRICES["starter"])["included_requests"]
     return {
         "requests": requests,
         "errors": errors,
+        "billable": billable,
         "included_requests": included,
-        "percent_of_included": round(100 * requests / included, 1) if included else None,
+        # Against what the plan includes: billable requests, as the invoice counts them.
+        "percent_of_included": round(100 * billable / included, 1) if included else None,
     }
 
 

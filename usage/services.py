@@ -43,7 +43,7 @@ from usage.events import (
     usage_rows_insert,
 )
 from usage.limits import WINDOWS, Limits, tenant_rate_limits
-from usage.models import ERRORS, DailyUsage, Invoice, RateLimit, RollupRun, UsageLog
+from usage.models import ERRORS, ROLLED_BILLABLE, DailyUsage, Invoice, RateLimit, RollupRun, UsageLog
 
 logger = logging.getLogger(__name__)
 
@@ -661,15 +661,7 @@ def invoice_generate(*, tenant: Tenant, month: date) -> Invoice:
     closed = ended <= timezone.now()
     plan = tenant_field_at(tenant=tenant, field="plan", moment=ended) if closed else tenant.plan
     days = DailyUsage.objects.filter(tenant=tenant, day__gte=first, day__lt=next_month(first))
-    figures = days.aggregate(
-        answered=Coalesce(Sum("requests"), 0),
-        throttled=Coalesce(Sum("rate_limited"), 0),
-        unauthorized=Coalesce(Sum("unauthorized"), 0),
-        failed=Coalesce(Sum("requests", filter=Q(status_class="5xx")), 0),
-    )
-    # A tenant pays for what was served: not for refusals (a revoked key's, a suspension's, a
-    # throttled burst's) nor for our failures.
-    billable = figures["answered"] - figures["throttled"] - figures["unauthorized"] - figures["failed"]
+    billable = days.aggregate(billable=Coalesce(ROLLED_BILLABLE, 0))["billable"]
     price = settings.PLAN_PRICES.get(plan) or settings.PLAN_PRICES["starter"]
     overage = max(0, billable - price["included_requests"])
     overage_cents = (overage * price["overage_per_1000_cents"] + 999) // 1000

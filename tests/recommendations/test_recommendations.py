@@ -522,3 +522,14 @@ def test_a_tenant_never_trained_is_trained_on_its_first_interactions(
     body = client.post(URL, {"user_id": "newcomer", "count": 6}).json()
     assert body["strategy"].startswith("popular")  # not "newest" only until the hourly training
     assert ids(client.post(URL, {"user_id": "newcomer", "count": 6}))[0] == "p0"
+
+
+def test_when_no_item_qualifies_the_list_is_empty_and_says_none(world, shop, make_key):
+    nothing = shop.post(URL, {"user_id": "fan-0", "filters": {"categories": ["gloves"]}}, format="json")
+    assert nothing.status_code == 200
+    assert (nothing.json()["recommendations"], nothing.json()["strategy"]) == ([], "none")
+    _, secret = make_key(tenant=world.other_tenant)  # a tenant with no catalog at all
+    empty = APIClient()
+    empty.credentials(HTTP_X_API_KEY=secret)
+    body = empty.post(URL, {"user_id": "anyone"}, format="json").json()
+    assert (body["recommendations"], body["strategy"]) == ([], "none")

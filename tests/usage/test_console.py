@@ -19,6 +19,16 @@ def test_the_tenant_page_shows_usage_chart_month_totals_and_invoices(console, wo
         requests=40,
         errors=0,
     )
+    DailyUsage.objects.create(  # throttled: counted, not billed
+        tenant=world.tenant,
+        day=today - timedelta(days=3),
+        endpoint="/api/v1/probe",
+        method="GET",
+        status_class="4xx",
+        requests=5,
+        errors=0,
+        rate_limited=5,
+    )
     DailyUsage.objects.create(
         tenant=world.tenant,
         day=today - timedelta(days=45),
@@ -37,10 +47,14 @@ def test_the_tenant_page_shows_usage_chart_month_totals_and_invoices(console, wo
     page = console.get(f"/admin/tenants/tenant/{world.tenant.id}/change/").content.decode()
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="usage-chart"' in page
     assert f"{today:%Y-%m-%d}: 2 requests, 1 errors" in page
-    assert f"{today - timedelta(days=3):%Y-%m-%d}: 40 requests, 0 errors" in page
+    assert f"{today - timedelta(days=3):%Y-%m-%d}: 45 requests, 0 errors" in page
     assert "999 requests" not in page  # older than the 30 days shown
-    expected = 2 + (40 if (today - timedelta(days=3)).month == today.month else 0)
+    same_month = (today - timedelta(days=3)).month == today.month
+    expected = 2 + (45 if same_month else 0)
     assert f"Month to date: <strong>{expected}</strong> requests" in page
+    # Billed as the invoice counts: neither our 500 nor the throttled requests.
+    billable = 1 + (40 if same_month else 0)
+    assert f"{billable} billable of" in page
     assert "2026-09" in page and "49.01 USD" in page
     assert external_assets(page) == []
 

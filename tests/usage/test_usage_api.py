@@ -97,6 +97,15 @@ class TestCapture:
         ]
         assert summary["totals"] == {"requests": 5, "errors": 2, "rate_limited": 1}
 
+    def test_refused_access_tokens_of_the_tenants_users_are_recorded(self, world, client_for, probe):
+        logged_out, deactivated = client_for(world.developer), client_for(world.viewer)
+        logged_out.post("/api/v1/auth/logout-all")
+        client_for(world.admin).delete(f"/api/v1/users/{world.viewer.id}")
+        assert logged_out.get(probe).status_code == deactivated.get(probe).status_code == 401
+        client_for(world.staff).get(f"/api/admin/tenants/{world.tenant.id}/usage")  # stores what is pending
+        refused = rows(world.tenant).filter(endpoint=probe, status_code=401)
+        assert refused.count() == 2 and set(refused.values_list("outcome", flat=True)) == {"unauthorized"}
+
     def test_requests_without_a_tenant_are_not_recorded(self, world, api, client_for, make_key):
         api.post("/api/v1/auth/login", {"email": "admin@acme.test", "password": PASSWORD}, format="json")
         api.get("/health")
