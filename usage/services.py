@@ -682,11 +682,12 @@ def invoice_generate(*, tenant: Tenant, month: date) -> Invoice:
 
 
 def invoices_generate(*, month: date) -> int:
-    """Rolls the month up (the days still in raw retention), then invoices every tenant that owes it
-    (tenant_billed_for). A month that has not begun is refused."""
+    """Stores what the usage buffer holds, rolls the month up (the days still in raw retention), then
+    invoices every tenant that owes it (tenant_billed_for). A month that has not begun is refused."""
     first = month_start(month)
     if first > timezone.now().date():
         raise ValueError(f"{first:%Y-%m} has not begun: only a month under way or past is invoiced.")
+    usage_pending_flush()
     day = first
     while day < min(next_month(first), timezone.now().date() + timedelta(days=1)):
         usage_rollup(day=day)

@@ -272,6 +272,16 @@ class TestRollupsAndInvoices:
         assert DailyUsage.objects.get(tenant=world.tenant, day=three_days_back.date()).requests == 4
         assert three_days_back.date() not in services.usage_rollup_due(today=today)
 
+    @pytest.mark.redis
+    def test_the_billing_job_stores_what_the_buffer_holds_before_it_bills(self, world, buffer):
+        month = timezone.now().date().replace(day=1)
+        moment = datetime.combine(month, datetime.min.time(), tzinfo=UTC) + timedelta(hours=1)
+        for _ in range(3):
+            events.usage_event_record(event(world.tenant, moment))
+        assert buffer.llen(events.BUFFER_KEY) == 3
+        services.invoices_generate(month=month)
+        assert Invoice.objects.get(tenant=world.tenant, month=month).requests == 3
+
     def test_invoices_match_the_plan_catalogue_and_rerun_to_the_same_figures(self, world, settings):
         settings.PLAN_PRICES = {
             "starter": {"base_cents": 1000, "included_requests": 5, "overage_per_1000_cents": 250},
