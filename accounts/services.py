@@ -306,28 +306,22 @@ def user_password_change(
 
 def password_reset_record(*, user: User, actor: User, source: str) -> None:
     """After staff set a user's password: every session of the user ends, and the audit trail says so."""
-    ended = user_logout_everywhere(user=user, reason="password_reset_by_staff")
-    audit_record(
-        actor=actor,
-        action="user.password_reset",
-        obj=user,
-        source=source,
-        tenant=user.tenant,
-        after={"sessions_ended": ended},
+    _logout_by_staff(
+        user=user, actor=actor, source=source, action="user.password_reset", reason="password_reset_by_staff"
     )
 
 
 def user_force_logout(*, user: User, actor: User, source: str) -> None:
     """Staff end every session of the user, API and console alike."""
-    ended = user_logout_everywhere(user=user, reason="forced_by_staff")
-    audit_record(
-        actor=actor,
-        action="user.force_logout",
-        obj=user,
-        source=source,
-        tenant=user.tenant,
-        after={"sessions_ended": ended},
+    _logout_by_staff(
+        user=user, actor=actor, source=source, action="user.force_logout", reason="forced_by_staff"
     )
+
+
+def _logout_by_staff(*, user: User, actor: User, source: str, action: str, reason: str) -> None:
+    ended = user_logout_everywhere(user=user, reason=reason)
+    after = {"sessions_ended": ended}
+    audit_record(actor=actor, action=action, obj=user, source=source, tenant=user.tenant, after=after)
 
 
 def password_change_record(*, user: User, source: str, keep: uuid.UUID | None = None) -> None:

@@ -8,36 +8,23 @@ from usage import events
 from usage.models import DailyUsage
 
 
+def rolled_up(tenant, days_back, status_class, requests, **counts):
+    DailyUsage.objects.create(
+        tenant=tenant,
+        day=timezone.now().date() - timedelta(days=days_back),
+        endpoint="/api/v1/probe",
+        method="GET",
+        status_class=status_class,
+        requests=requests,
+        **counts,
+    )
+
+
 def test_the_tenant_page_shows_usage_chart_month_totals_and_invoices(console, world):
     today = timezone.now().date()
-    DailyUsage.objects.create(
-        tenant=world.tenant,
-        day=today - timedelta(days=3),
-        endpoint="/api/v1/probe",
-        method="GET",
-        status_class="2xx",
-        requests=40,
-        errors=0,
-    )
-    DailyUsage.objects.create(  # throttled: counted, not billed
-        tenant=world.tenant,
-        day=today - timedelta(days=3),
-        endpoint="/api/v1/probe",
-        method="GET",
-        status_class="4xx",
-        requests=5,
-        errors=0,
-        rate_limited=5,
-    )
-    DailyUsage.objects.create(
-        tenant=world.tenant,
-        day=today - timedelta(days=45),
-        endpoint="/api/v1/probe",
-        method="GET",
-        status_class="2xx",
-        requests=999,
-        errors=0,
-    )
+    rolled_up(world.tenant, 3, "2xx", 40)
+    rolled_up(world.tenant, 3, "4xx", 5, rate_limited=5)  # throttled: counted, not billed
+    rolled_up(world.tenant, 45, "2xx", 999)
     events.usage_rows_insert(
         [event(world.tenant), event(world.tenant, status=500), event(world.other_tenant)]
     )
