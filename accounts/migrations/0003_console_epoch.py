@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_constraint_messages'),
+        ("accounts", "0002_constraint_messages"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='user',
-            name='console_epoch',
+            model_name="user",
+            name="console_epoch",
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
     ]

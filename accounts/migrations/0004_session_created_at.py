@@ -5,15 +5,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_console_epoch'),
+        ("accounts", "0003_console_epoch"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='usersession',
-            name='created_at',
+            model_name="usersession",
+            name="created_at",
             field=models.DateTimeField(default=django.utils.timezone.now, editable=False),
         ),
     ]
