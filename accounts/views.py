@@ -2,7 +2,6 @@ import logging
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
@@ -63,8 +62,9 @@ class _TokenIssuingView(IdempotentPostMixin, APIView):
     reuse_ends_session = False
 
     def claim(self, request: Request, *, tenant_id: uuid.UUID | None, caller: str) -> None:
-        keep = settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]
-        self.idempotency_claim(request, tenant_id=tenant_id, caller=caller, keep=keep)
+        # Kept the 24 hours of every key: a refresh retried after its answer was lost must get that
+        # answer (its refresh token still unused), never run again with the token it already spent.
+        self.idempotency_claim(request, tenant_id=tenant_id, caller=caller)
 
     def idempotency_replay_check(self, answer: Response) -> None:
         if answer.status_code == status.HTTP_200_OK:

@@ -43,8 +43,8 @@ IDEMPOTENCY_HEADER = {
     "in": "header",
     "required": False,
     "description": "1-255 characters, scoped to the tenant; a retry by the same caller with the same key and "
-    "body replays the first answer (24 h; a login's or a refresh's tokens while the access token lives and "
-    "the pair is unused). Staff have no tenant: their requests are not replayed.",
+    "body replays the first answer (24 h; a login's or a refresh's tokens while the pair is unused). Staff "
+    "have no tenant: their requests are not replayed.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 
