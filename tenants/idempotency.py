@@ -4,6 +4,7 @@ runs is 409. The claim is a row with a unique (tenant, key), so concurrent retri
 
 import hashlib
 import hmac
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -38,6 +39,16 @@ def _caller(request: Request) -> str:
     return f"key:{api_key.id}" if api_key is not None else f"user:{request.user.pk}"
 
 
+def _body(request: Request) -> bytes:
+    """The body as far as "the same body" goes: JSON compared as JSON (whatever its key order and
+    spacing), anything else byte for byte."""
+    try:
+        document = json.loads(request.body)
+    except (ValueError, RecursionError):
+        return request.body
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def _request_hash(request: Request, caller: str | None = None) -> str:
     """The request as far as a replay must match it: who sent it too, so that a key that another user
     or API key of the tenant happened to use is 422, never that caller's answer (say, a logout-all
@@ -47,7 +58,7 @@ def _request_hash(request: Request, caller: str | None = None) -> str:
     # would let whoever reads the table test guesses at the speed of SHA-256.
     digest = hmac.new(settings.SECRET_KEY.encode(), digestmod=hashlib.sha256)
     digest.update(f"{request.method} {request.path} {caller}\n".encode())
-    digest.update(request.body)
+    digest.update(_body(request))
     return digest.hexdigest()
 
 
@@ -56,7 +67,7 @@ def _seal_key(request: Request) -> bytes:
     (a password, a refresh token), which the table does not hold: whoever reads the table cannot
     open them, while a retry that sends the same body can."""
     head = f"{request.method} {request.path} {request.META.get(HEADER)}\n".encode()
-    return sealing_key("idempotency seal", head, request.body)
+    return sealing_key("idempotency seal", head, _body(request))
 
 
 def _seal(value: Any, *, request: Request) -> dict[str, str]:

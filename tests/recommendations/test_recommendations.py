@@ -228,6 +228,32 @@ class TestIdempotency:
         assert_error(response, 422, "IDEMPOTENCY_KEY_REUSED")
         assert Item.objects.get(external_id="z").title == "Z"
 
+    def test_the_same_json_spelt_otherwise_is_the_same_body(self, world, shop):
+        first = b'{"items": [{"id": "z", "title": "Z"}]}'
+        spelt_otherwise = b'{ "items" : [ { "title":"Z",\n "id":"z" } ] }'
+        post = {"content_type": "application/json", "HTTP_IDEMPOTENCY_KEY": "k2"}
+        assert shop.post("/api/v1/items", first, **post).status_code == 200
+        again = shop.post("/api/v1/items", spelt_otherwise, **post)
+        assert again.status_code == 200 and again["Idempotent-Replayed"] == "true"
+
+    def test_a_login_retried_with_its_json_spelt_otherwise_gets_its_tokens(self, world, api):
+        from tests.conftest import PASSWORD
+
+        first = api.post(
+            "/api/v1/auth/login",
+            f'{{"email": "dev@acme.test", "password": "{PASSWORD}"}}',
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY="in",
+        )
+        again = api.post(
+            "/api/v1/auth/login",
+            f'{{"password":"{PASSWORD}","email":"dev@acme.test"}}',
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY="in",
+        )
+        assert again["Idempotent-Replayed"] == "true"
+        assert again.json()["access_token"] == first.json()["access_token"]
+
     def test_a_retry_while_the_first_runs_is_409(self, world, shop):
         assert shop.post(URL, {"user_id": "u"}, HTTP_IDEMPOTENCY_KEY="busy").status_code == 200
         # As if that first request were still running: claimed, no answer yet.
@@ -460,8 +486,9 @@ def test_the_idempotency_fingerprint_is_keyed_with_the_secret_key(world, setting
     request = Request(django_request, parsers=[JSONParser()])
     request.user = world.admin
     prefix = f"POST /api/v1/users user:{world.admin.pk}\n".encode()
-    assert _request_hash(request) != hashlib.sha256(prefix + body).hexdigest()
-    keyed = hmac.new(settings.SECRET_KEY.encode(), prefix + body, hashlib.sha256).hexdigest()
+    canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    assert _request_hash(request) != hashlib.sha256(prefix + canonical).hexdigest()
+    keyed = hmac.new(settings.SECRET_KEY.encode(), prefix + canonical, hashlib.sha256).hexdigest()
     assert _request_hash(request) == keyed
 
 
