@@ -20,6 +20,7 @@ from accounts.services import (
     user_change_keeps_an_admin,
     user_force_logout,
 )
+from config.admin import ConsoleModelAdmin
 from tenants.audit import audit_record, snapshot
 from tenants.models import AuditEntry
 
@@ -51,6 +52,8 @@ class UserEditForm(UserChangeForm):
         role = User.Role.VIEWER if moved else (data.get("role") or User.Role.VIEWER)
         if not user_change_keeps_an_admin(user=stored, role=role, is_active=bool(data.get("is_active"))):
             raise forms.ValidationError(LAST_ADMIN)
+        if data.get("is_superuser") and not data.get("is_staff"):
+            raise forms.ValidationError("Only staff can be superusers: a tenant's user has its role.")
         return data
 
 
@@ -67,7 +70,7 @@ class SessionInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(ConsoleModelAdmin, DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreateForm
     list_display = ("email", "tenant", "role", "is_active", "is_staff", "last_login", "created_at")
@@ -150,6 +153,11 @@ class UserAdmin(DjangoUserAdmin):
             user_force_logout(user=user, actor=request.user, source=CONSOLE)
         self.message_user(request, f"Every session of {queryset.count()} user(s) ended.", messages.SUCCESS)
 
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        """Users are deactivated (is_active), never deleted: their rows carry the audit trail, and a
+        tenant keeps an active admin (as DELETE /api/v1/users/{id} does)."""
+        return False
+
     def log_addition(self, request: HttpRequest, obj: object, message: object) -> None:
         """save_model writes the audit trail."""
 
@@ -173,7 +181,7 @@ admin.site.unregister(Group)
 
 
 @admin.register(Group)
-class AuditedGroupAdmin(GroupAdmin):
+class AuditedGroupAdmin(ConsoleModelAdmin, GroupAdmin):
     """Django's group page, with every change of a group's name or permissions in the audit trail."""
 
     def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:

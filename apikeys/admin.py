@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -5,9 +6,11 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from apikeys import services
 from apikeys.models import ApiKey
+from config.admin import ConsoleModelAdmin
 from config.exceptions import Conflict
 from tenants.models import Tenant
 
@@ -27,9 +30,17 @@ class ApiKeyCreateForm(forms.ModelForm):
             raise forms.ValidationError(services.CANCELLED_TENANT_KEY)
         return tenant
 
+    def clean_expires_at(self) -> datetime | None:
+        expires_at = self.cleaned_data.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            raise forms.ValidationError(
+                "Must be in the future: a key that has expired would be shown once, dead."
+            )
+        return expires_at
+
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ConsoleModelAdmin):
     list_display = (
         "prefix",
         "name",

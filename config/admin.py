@@ -3,13 +3,18 @@
 import math
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.admin.views.main import ERROR_FLAG
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Sum
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Count, QuerySet, Sum
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 
 from config.exceptions import RateLimitExceeded
@@ -101,3 +106,57 @@ class ConsoleSite(admin.AdminSite):
             **(extra_context or {}),
         }
         return super().index(request, context)
+
+
+class SafeAutocompleteSelect(AutocompleteSelect):
+    """Django's autocomplete widget, which renders a value that is no key of its model (`?tenant=x` on an
+    add page, a tampered POST) as nothing selected instead of failing on the query."""
+
+    def optgroups(self, name: str, value: list[str], attr: dict | None = None) -> list:
+        key = self.field.remote_field.model._meta.pk
+        return super().optgroups(name, [choice for choice in value if _is_key(key, choice)], attr)
+
+
+def _is_key(field: Any, value: object) -> bool:
+    try:
+        field.to_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+class ConsoleModelAdmin(admin.ModelAdmin):
+    """What every model page of the console does alike: odd input in a URL or a POST is refused as
+    such, never a server error, and an object's history is its entries in the audit trail (Django's
+    own change log is off: the audit trail records every change)."""
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name in self.get_autocomplete_fields(request):
+            kwargs["widget"] = SafeAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        key = self.model._meta.pk
+        if not all(_is_key(key, value) for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)):
+            self.message_user(
+                request, "The selection names objects that do not exist; nothing was done.", messages.ERROR
+            )
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)
+        except (ValueError, OverflowError):
+            # A date out of range in the date drill-down (?at__year=99999): Django catches only some.
+            if not self.date_hierarchy or not any(
+                name.startswith(f"{self.date_hierarchy}__") for name in request.GET
+            ):
+                raise
+            return HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
+    ) -> HttpResponse:
+        entries = reverse("admin:tenants_auditentry_changelist")
+        return HttpResponseRedirect(f"{entries}?{urlencode({'object_id': object_id})}")

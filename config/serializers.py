@@ -1,5 +1,6 @@
 """Serializer behaviour shared by the apps."""
 
+import math
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any
@@ -108,18 +109,22 @@ def json_depth(value: object) -> int:
     return deepest
 
 
-def _json_texts(value: object) -> Iterator[str]:
-    """Every key and text of a decoded JSON value, walked without recursion."""
+def _json_leaves(value: object) -> Iterator[object]:
+    """Every key and scalar of a decoded JSON value, walked without recursion."""
     pending = [value]
     while pending:
         node = pending.pop()
-        if isinstance(node, str):
-            yield node
-        elif isinstance(node, dict):
+        if isinstance(node, dict):
             pending.extend(node.keys())
             pending.extend(node.values())
         elif isinstance(node, list):
             pending.extend(node)
+        else:
+            yield node
+
+
+def _json_texts(value: object) -> Iterator[str]:
+    return (leaf for leaf in _json_leaves(value) if isinstance(leaf, str))
 
 
 def json_has_nul(value: object) -> bool:
@@ -148,6 +153,8 @@ def json_object_problem(value: object) -> str | None:
         return "Must not contain the NUL character (\\u0000)."
     if not all(_is_unicode(text) for text in _json_texts(value)):
         return "Must not contain a lone surrogate (\\ud800-\\udfff): it is not a character."
+    if any(isinstance(leaf, float) and not math.isfinite(leaf) for leaf in _json_leaves(value)):
+        return "Must not contain NaN or an infinite number (1e999): JSON has no such numbers."
     return None
 
 

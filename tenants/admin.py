@@ -1,3 +1,4 @@
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from django.utils import timezone
 from accounts.models import User
 from apikeys.admin import ApiKeyInline
 from apikeys.models import ApiKey
+from config.admin import ConsoleModelAdmin
 from config.serializers import json_object_problem
 from tenants import services
 from tenants.models import AuditEntry, Tenant
@@ -43,10 +45,21 @@ class UserInline(admin.TabularInline):
         return False
 
 
+class SettingsField(forms.JSONField):
+    def prepare_value(self, value: Any) -> str:
+        shown = super().prepare_value(value)
+        try:
+            shown.encode()
+        except UnicodeEncodeError:  # a lone surrogate sent in (and refused): shown escaped, as sent
+            return json.dumps(value, ensure_ascii=True, cls=self.encoder)
+        return shown
+
+
 class TenantForm(forms.ModelForm):
     class Meta:
         model = Tenant
         fields = ("name", "slug", "plan", "settings")
+        field_classes = {"settings": SettingsField}
 
     def clean_settings(self) -> dict:
         settings = self.cleaned_data.get("settings")
@@ -59,7 +72,7 @@ class TenantForm(forms.ModelForm):
 class TenantCreateForm(TenantForm):
     """A tenant and, optionally, its first admin user, in one step."""
 
-    admin_email = forms.EmailField(required=False, label="First admin's email")
+    admin_email = forms.EmailField(required=False, max_length=255, label="First admin's email")
     admin_password = forms.CharField(
         required=False, widget=forms.PasswordInput, label="First admin's password", strip=False
     )
@@ -119,7 +132,7 @@ def _status_action(target: str, name: str, verb: str, permission: str) -> Callab
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(ConsoleModelAdmin):
     form = TenantForm
     list_display = (
         "name",
@@ -308,7 +321,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ConsoleModelAdmin):
     list_display = ("at", "actor_email", "source", "action", "object_type", "object_repr", "tenant")
     list_filter = ("source", "action", "object_type")
     search_fields = ("actor_email", "object_repr", "object_id", "tenant__slug")

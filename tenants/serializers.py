@@ -3,15 +3,15 @@ from rest_framework import serializers
 from accounts.serializers import UserSerializer
 from config.serializers import JSONObjectField, StrictSerializer
 from tenants.models import Tenant
-from usage.limits import tenant_rate_limits
+from usage.limits import MAX_LIMIT, tenant_rate_limits
 
 
 class RateLimitsSerializer(StrictSerializer):
     """A tenant's limits; on input, null means the plan's default."""
 
-    requests_per_minute = serializers.IntegerField(min_value=1, max_value=2_000_000_000, allow_null=True)
-    requests_per_hour = serializers.IntegerField(min_value=1, max_value=2_000_000_000, allow_null=True)
-    requests_per_day = serializers.IntegerField(min_value=1, max_value=2_000_000_000, allow_null=True)
+    requests_per_minute = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, allow_null=True)
+    requests_per_hour = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, allow_null=True)
+    requests_per_day = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, allow_null=True)
 
 
 class TenantSerializer(serializers.ModelSerializer):

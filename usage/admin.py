@@ -9,13 +9,26 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
+from config.admin import ConsoleModelAdmin
 from tenants.audit import audit_record
+from usage.limits import MAX_LIMIT
 from usage.models import DailyUsage, Invoice, RateLimit, UsageLog
 from usage.services import invoices_generate
 
 
+class RateLimitForm(forms.ModelForm):
+    requests_per_minute = forms.IntegerField(required=False, max_value=MAX_LIMIT)
+    requests_per_hour = forms.IntegerField(required=False, max_value=MAX_LIMIT)
+    requests_per_day = forms.IntegerField(required=False, max_value=MAX_LIMIT)
+
+    class Meta:
+        model = RateLimit
+        fields = ("requests_per_minute", "requests_per_hour", "requests_per_day")
+
+
 class RateLimitInline(admin.StackedInline):
     model = RateLimit
+    form = RateLimitForm
     extra = 1
     max_num = 1
     can_delete = False
@@ -24,7 +37,7 @@ class RateLimitInline(admin.StackedInline):
     verbose_name_plural = verbose_name
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ConsoleModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

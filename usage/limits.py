@@ -7,6 +7,8 @@ from django.core.exceptions import ObjectDoesNotExist
 
 from tenants.models import Tenant
 
+# The largest limit a tenant may be given (the API's and the console's bound): within a PostgreSQL integer.
+MAX_LIMIT = 2_000_000_000
 WINDOWS = (
     ("minute", "requests_per_minute", 60),
     ("hour", "requests_per_hour", 3600),

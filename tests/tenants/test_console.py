@@ -401,9 +401,9 @@ class TestSupportRole:
         assert "1,234.56" not in page.content.decode()
         assert "plan" not in page.context["adminform"].form.fields  # read-only for support
         assert "1,234.56" not in support_console.get("/admin/usage/invoice/").content.decode()
-        # The invoice's own page and its history name it in the title and the breadcrumbs.
+        # The invoice's own page names it in the title and the breadcrumbs; its history is the audit trail's.
         for suffix in ("change/", "history/"):
-            answer = support_console.get(f"/admin/usage/invoice/{statement.pk}/{suffix}")
+            answer = support_console.get(f"/admin/usage/invoice/{statement.pk}/{suffix}", follow=True)
             assert answer.status_code == 200
             assert "1,234.56" not in answer.content.decode()
         assert support_console.get("/admin/usage/invoice/run/").status_code == 403
