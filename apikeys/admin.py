@@ -146,9 +146,17 @@ class ApiKeyAdmin(ConsoleModelAdmin):
 
     @admin.action(description="Revoke the selected API keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
+        revoked = 0
         for api_key in queryset:
-            services.api_key_revoke(api_key=api_key, actor=request.user, source="console")
-        self.message_user(request, f"{queryset.count()} key(s) revoked.", messages.SUCCESS)
+            if api_key.status != ApiKey.Status.REVOKED:
+                services.api_key_revoke(api_key=api_key, actor=request.user, source="console")
+                revoked += 1
+        if revoked:
+            self.message_user(request, f"{revoked} key(s) revoked.", messages.SUCCESS)
+        if revoked < len(queryset):
+            self.message_user(
+                request, f"{len(queryset) - revoked} key(s) already revoked: unchanged.", messages.INFO
+            )
 
     @admin.action(description="Rotate the selected API keys (old keys stop at once)", permissions=["change"])
     def rotate_keys(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:

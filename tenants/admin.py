@@ -92,7 +92,9 @@ class TenantCreateForm(TenantForm):
         return data
 
 
-def _status_action(target: str, name: str, verb: str, permission: str) -> Callable[..., HttpResponse | None]:
+def _status_action(
+    target: str, name: str, verb: str, done_verb: str, permission: str
+) -> Callable[..., HttpResponse | None]:
     """An action that asks for confirmation first, then goes through the tenants' service; a tenant
     whose change of status the staff role may not make (reactivating a cancelled one) is left as is."""
 
@@ -108,14 +110,22 @@ def _status_action(target: str, name: str, verb: str, permission: str) -> Callab
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             }
             return TemplateResponse(request, "admin/tenants/tenant/confirm_status.html", context)
-        done, refused = 0, []
+        done, unchanged, refused = 0, 0, []
         for tenant in queryset:
+            if tenant.status == target:
+                unchanged += 1
+                continue
             if not request.user.has_perm(services.status_change_permission(tenant.status, target)):
                 refused.append(tenant.name)
                 continue
             services.tenant_status_set(tenant=tenant, status=target, actor=request.user, source=CONSOLE)
             done += 1
-        modeladmin.message_user(request, f"{done} tenant(s) {verb}ed.", messages.SUCCESS)
+        if done:
+            modeladmin.message_user(request, f"{done} tenant(s) {done_verb}.", messages.SUCCESS)
+        if unchanged:
+            modeladmin.message_user(
+                request, f"{unchanged} tenant(s) already {target}: unchanged.", messages.INFO
+            )
         if refused:
             modeladmin.message_user(
                 request,
@@ -151,9 +161,9 @@ class TenantAdmin(ConsoleModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     inlines = [RateLimitInline, UserInline, ApiKeyInline]
     actions = [
-        _status_action(Tenant.Status.SUSPENDED, "suspend_tenants", "suspend", "suspend"),
-        _status_action(Tenant.Status.ACTIVE, "activate_tenants", "reactivate", "suspend"),
-        _status_action(Tenant.Status.CANCELLED, "cancel_tenants", "cancel", "cancel"),
+        _status_action(Tenant.Status.SUSPENDED, "suspend_tenants", "suspend", "suspended", "suspend"),
+        _status_action(Tenant.Status.ACTIVE, "activate_tenants", "reactivate", "reactivated", "suspend"),
+        _status_action(Tenant.Status.CANCELLED, "cancel_tenants", "cancel", "cancelled", "cancel"),
     ]
 
     def has_suspend_permission(self, request: HttpRequest) -> bool:

@@ -116,3 +116,18 @@ def test_an_objects_history_is_its_audit_trail(console, world):
     )
     listed = console.get(response["Location"]).content.decode()
     assert "tenant.suspended" in listed
+
+
+def test_actions_say_what_they_changed_and_what_already_was(console, world, make_key):
+    def act(action, pk, model="tenants/tenant"):
+        data = {"action": action, "_selected_action": [str(pk)], "confirmed": "yes"}
+        return console.post(f"/admin/{model}/", data, follow=True).content.decode()
+
+    assert "1 tenant(s) suspended." in act("suspend_tenants", world.tenant.id)
+    again = act("suspend_tenants", world.tenant.id)
+    assert "1 tenant(s) already suspended: unchanged." in again and "tenant(s) suspended." not in again
+    assert "1 tenant(s) reactivated." in act("activate_tenants", world.tenant.id)
+    api_key, _ = make_key()
+    assert "1 key(s) revoked." in act("revoke_keys", api_key.id, "apikeys/apikey")
+    again = act("revoke_keys", api_key.id, "apikeys/apikey")
+    assert "1 key(s) already revoked: unchanged." in again and "key(s) revoked." not in again
