@@ -36,6 +36,7 @@ class ConsoleSite(admin.AdminSite):
     site_title = "Recommender console"
     index_title = "Dashboard"
     index_template = "admin/dashboard.html"
+    site_url = None  # no "View site" link: the API has no page at its root
 
     def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         """The console's login counts failures as the API's does (accounts.throttling): staff accounts

@@ -1,5 +1,6 @@
-"""Staff roles. Superusers may do everything. The Support group may look at everything and suspend or
-reactivate tenants, but not cancel them, change plans or limits, or see what invoices cost."""
+"""Staff roles. Superusers may do everything. The Support group may look at the tenants, their users,
+keys, usage, invoices and the audit trail, and suspend or reactivate tenants, but not cancel them,
+change plans or limits, or see what invoices cost."""
 
 from typing import Any
 
