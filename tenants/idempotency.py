@@ -93,9 +93,13 @@ def idempotency_begin(
     The tenant and the caller are the request's own unless given: a login or a refresh knows who
     sends it only once it has checked the credentials in its body. `keep`: how long the answer is
     replayed (a login's tokens: no longer than its access token lives)."""
-    key = request.META.get(HEADER)
-    if key is None:
+    raw = request.META.get(HEADER)
+    if raw is None:
         return None
+    try:
+        key = raw.encode("latin-1").decode()  # WSGI hands headers over as latin-1: its bytes are UTF-8
+    except UnicodeError:
+        raise exceptions.ValidationError({"Idempotency-Key": ["Must be UTF-8 text."]}) from None
     if not 1 <= len(key) <= 255:
         raise exceptions.ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
     tenant_id = tenant_id or request.tenant.pk

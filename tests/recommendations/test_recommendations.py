@@ -286,6 +286,12 @@ class TestIdempotency:
         assert_error(
             shop.post(URL, {"user_id": "u"}, HTTP_IDEMPOTENCY_KEY="x" * 256), 400, "VALIDATION_ERROR"
         )
+        # Counted in characters: 200 'é' are 400 bytes, as a WSGI server hands them over (latin-1).
+        accented = ("é" * 200).encode().decode("latin-1")
+        assert shop.post(URL, {"user_id": "u"}, HTTP_IDEMPOTENCY_KEY=accented).status_code == 200
+        assert IdempotencyRecord.objects.filter(key="é" * 200).exists()
+        not_utf8 = "caf\xe9"  # the byte 0xE9 alone
+        assert_error(shop.post(URL, {"user_id": "u"}, HTTP_IDEMPOTENCY_KEY=not_utf8), 400, "VALIDATION_ERROR")
 
     def test_a_replayed_key_creation_never_shows_the_secret_again(self, world, client_for):
         client = client_for(world.admin)
