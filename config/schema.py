@@ -1,5 +1,6 @@
-"""The OpenAPI schema tells the truth about errors: every operation documents the error envelope of
-API.md for each status it can answer (drf-spectacular postprocessing hook)."""
+"""The OpenAPI schema tells the truth about errors and headers: every operation documents the error
+envelope of API.md for each status it can answer, and the headers its answers carry (request id, rate
+limits, Retry-After, Idempotent-Replayed) (drf-spectacular postprocessing hook)."""
 
 from typing import Any
 
@@ -50,9 +51,42 @@ IDEMPOTENCY_HEADER = {
 }
 
 
+def _header(description: str, kind: str = "string") -> dict[str, Any]:
+    return {"description": description, "schema": {"type": kind}}
+
+
+HEADERS = {
+    "X-Request-ID": _header(
+        "The request's id, as in the error envelope and the logs (a sane one sent is kept)."
+    ),
+    "X-RateLimit-Limit": _header("The limit of the tightest window (minute, hour or day).", "integer"),
+    "X-RateLimit-Remaining": _header("Requests left in the tightest window.", "integer"),
+    "X-RateLimit-Reset": _header("Seconds until the tightest window is full again.", "integer"),
+    "RateLimit-Policy": _header(
+        "The three windows, IETF draft syntax (draft-ietf-httpapi-ratelimit-headers-08 and later): "
+        '`"minute";q=1000;w=60, "hour";q=50000;w=3600, "day";q=1000000;w=86400`.'
+    ),
+    "RateLimit": _header('What is left of each window: `"minute";r=998;t=1, "hour";r=49998;t=3, ...`.'),
+    "Retry-After": _header("Seconds until one request would pass.", "integer"),
+    "Idempotent-Replayed": _header("`true` on an answer given again for a retried Idempotency-Key."),
+}
+# Every answer to a tenant's credential carries its limits (API.md, "Rate limits"); a login, a refresh
+# and a logout carry their credential in the body, and their answers no limits.
+TENANT_HEADERS = (
+    "X-Request-ID",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit-Policy",
+    "RateLimit",
+)
+CREDENTIAL_IN_BODY = ("/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout")
+
+
 def error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     components = result.setdefault("components", {}).setdefault("schemas", {})
     components["Error"] = ERROR_SCHEMA
+    result["components"]["headers"] = HEADERS
     reference = {"$ref": "#/components/schemas/Error"}
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
@@ -69,6 +103,17 @@ def error_responses(result: dict[str, Any], generator: Any, request: Any, public
                 )
             if method == "post" and path.startswith("/api/v1/"):
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_HEADER)
+            limited = path.startswith("/api/v1/") and path not in CREDENTIAL_IN_BODY
+            names = TENANT_HEADERS if limited else ("X-Request-ID",)
+            for status, response in responses.items():
+                sent = list(names)
+                if status == "429" and limited:
+                    sent.append("Retry-After")
+                if method == "post" and path.startswith("/api/v1/"):
+                    sent.append("Idempotent-Replayed")
+                headers = response.setdefault("headers", {})
+                for name in sent:
+                    headers.setdefault(name, {"$ref": f"#/components/headers/{name}"})
     return result
 
 

@@ -520,3 +520,23 @@ def test_a_query_string_of_too_many_fields_is_a_400_counted_for_the_tenant(world
     assert "fields" in assert_error(refused, 400, "VALIDATION_ERROR")["message"]
     assert refused["X-RateLimit-Remaining"]
     assert client_for(world.admin).get("/api/v1/usage").json()["totals"]["errors"] == 1
+
+
+def test_the_schema_names_the_headers_answers_carry(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert set(schema["components"]["headers"]) >= {
+        "X-Request-ID",
+        "RateLimit",
+        "Retry-After",
+        "Idempotent-Replayed",
+    }
+    items = schema["paths"]["/api/v1/items"]
+    assert {"X-RateLimit-Remaining", "RateLimit-Policy", "X-Request-ID"} <= set(
+        items["get"]["responses"]["200"]["headers"]
+    )
+    assert "Retry-After" in items["get"]["responses"]["429"]["headers"]
+    assert "Idempotent-Replayed" in items["post"]["responses"]["200"]["headers"]
+    login = schema["paths"]["/api/v1/auth/login"]["post"]["responses"]["200"]["headers"]
+    assert "X-RateLimit-Limit" not in login and "Idempotent-Replayed" in login  # no tenant's credential yet
+    staff = schema["paths"]["/api/admin/tenants"]["get"]["responses"]["200"]["headers"]
+    assert set(staff) == {"X-Request-ID"}
