@@ -45,7 +45,8 @@ IDEMPOTENCY_HEADER = {
     "required": False,
     "description": "1-255 characters, scoped to the tenant; a retry by the same caller with the same key "
     "and body (JSON compared as JSON: key order and spacing aside) replays the first answer (24 h; a "
-    "login's or a refresh's tokens while the pair is unused). Staff have no tenant: their requests are "
+    "login's or a refresh's tokens while the pair is unused). A refusal (4xx) is an answer and is replayed "
+    "too; a 429 or a server error frees the key for a retry. Staff have no tenant: their requests are "
     "not replayed.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
