@@ -48,11 +48,13 @@ class JWTAuthentication(simplejwt.JWTAuthentication):
             raise exceptions.AuthenticationFailed(INVALID_ACCESS)
         user = session.user
         tenant = user.tenant
-        # Set before the refusals below: the token is the tenant's (its signature says so), so its
-        # refusal is metered for the tenant, as a revoked key's is.
-        request._request.tenant = tenant
         if session.ended_at is not None or not user.is_active:
+            if tenant is not None and str(tenant.id) == str(token.get("tid")):
+                # The token is the tenant's (its signature says so): its refusal is metered for the
+                # tenant, as a revoked key's is. Not for the tenant a moved user belongs to now.
+                request._request.tenant = tenant
             raise exceptions.AuthenticationFailed(INVALID_ACCESS)
+        request._request.tenant = tenant
         request._request.auth_session_id = session.id
         tenant_access_check(tenant)
         if tenant is not None:

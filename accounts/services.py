@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.models import User, UserSession
 from config.exceptions import Conflict, TenantCancelled, TenantSuspended
@@ -95,20 +95,39 @@ def refresh_token_owner(*, token: RefreshToken) -> tuple[uuid.UUID | None, str]:
     return (uuid.UUID(tenant_id) if tenant_id else None), f"user:{user_id}"
 
 
+def access_token_seconds_left(raw: str) -> int:
+    """Of an access token this service issued (read back from its sealed replay): its signature was
+    checked when it was made, and its expiry is what is asked here, so neither is checked again."""
+    token = AccessToken(raw, verify=False)  # type: ignore[arg-type]
+    return max(0, int(token["exp"] - timezone.now().timestamp()))
+
+
+# A login's first answer, asked for again once its tokens were refreshed or its session ended.
+LOGIN_SPENT = (
+    "The login made under this Idempotency-Key was used since (its tokens refreshed, or its session "
+    "ended): log in with a new key."
+)
+
+
 def session_replay_check(*, refresh_token: str | None, reuse_ends_session: bool) -> None:
     """Before a login's or a refresh's answer is given again: its session must still be open, its
-    user and tenant active, and its pair unused. A pair used since is a reuse of the token that was
-    exchanged for it: 401, and, for a refresh, its session ends as any reused refresh token's does."""
+    user and tenant active, and its pair unused. For a refresh, a pair used since is a reuse of the
+    token that was exchanged for it: 401, and its session ends as any reused refresh token's does. For
+    a login, whose password was right, its first answer is gone: 409."""
     if refresh_token is None:  # stored, but it cannot be opened again
         raise Conflict("The first answer to this Idempotency-Key cannot be given again; use a new key.")
     token = refresh_token_decode(refresh_token)
     session = UserSession.objects.select_related("user", "user__tenant").filter(id=token["sid"]).first()
-    if session is None or not session.is_open(timezone.now()) or not session.user.is_active:
+    if session is None or not session.user.is_active:
         raise exceptions.AuthenticationFailed(INVALID_REFRESH)
     tenant_access_check(session.user.tenant)
-    if session.refresh_jti != token["jti"]:
-        if reuse_ends_session:
-            session_end(session=session, reason="refresh_reused")
+    spent = session.refresh_jti != token["jti"]
+    if not reuse_ends_session and (spent or not session.is_open(timezone.now())):
+        raise Conflict(LOGIN_SPENT)
+    if not session.is_open(timezone.now()):
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH)
+    if spent:
+        session_end(session=session, reason="refresh_reused")
         raise exceptions.AuthenticationFailed(INVALID_REFRESH)
 
 

@@ -53,8 +53,8 @@ def _token_answer(session: UserSession, pair: services.TokenPair) -> Response:
 
 class _TokenIssuingView(IdempotentPostMixin, APIView):
     """A retry under an Idempotency-Key gets the same tokens again: they are kept sealed with a key
-    that only the same body (the password, the refresh token) gives, for as long as the access token
-    lives, and only while the pair is unused and its session, user and tenant active."""
+    that only the same body (the password, the refresh token) gives, for the 24 hours of every key,
+    and given only while the pair is unused and its session, user and tenant active."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -71,6 +71,8 @@ class _TokenIssuingView(IdempotentPostMixin, APIView):
             services.session_replay_check(
                 refresh_token=answer.data.get("refresh_token"), reuse_ends_session=self.reuse_ends_session
             )
+            # What is left of the access token now, not what was left when it was first given.
+            answer.data["expires_in"] = services.access_token_seconds_left(answer.data["access_token"])
 
 
 class LoginView(_TokenIssuingView):

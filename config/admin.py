@@ -8,9 +8,10 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ERROR_FLAG
 from django.contrib.admin.widgets import AutocompleteSelect
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -119,8 +120,9 @@ class SafeAutocompleteSelect(AutocompleteSelect):
 
 
 def _is_key(field: Any, value: object) -> bool:
+    """Whether `value` could be a key of the field: of its type, and within its range."""
     try:
-        field.to_python(value)
+        field.run_validators(field.to_python(value))
     except ValidationError:
         return False
     return True
@@ -159,5 +161,11 @@ class ConsoleModelAdmin(admin.ModelAdmin):
     def history_view(
         self, request: HttpRequest, object_id: str, extra_context: dict | None = None
     ) -> HttpResponse:
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_or_change_permission(request, obj):
+            raise PermissionDenied
         entries = reverse("admin:tenants_auditentry_changelist")
-        return HttpResponseRedirect(f"{entries}?{urlencode({'object_id': object_id})}")
+        query = urlencode({"object_type": self.opts.label, "object_id": str(obj.pk)})
+        return HttpResponseRedirect(f"{entries}?{query}")

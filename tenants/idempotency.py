@@ -46,7 +46,8 @@ def _body(request: Request) -> bytes:
         document = json.loads(request.body)
     except (ValueError, RecursionError):
         return request.body
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    # ASCII: a lone surrogate (refused later, by the serializer) has no UTF-8 form.
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _request_hash(request: Request, caller: str | None = None) -> str:
@@ -86,20 +87,18 @@ def idempotency_begin(
     request: Request,
     tenant_id: uuid.UUID | None = None,
     caller: str | None = None,
-    keep: timedelta = KEEP,
 ) -> IdempotencyRecord | None:
     """Claims the request's key, or raises Replay / 409 / 422. None when the request has no key.
 
     The tenant and the caller are the request's own unless given: a login or a refresh knows who
-    sends it only once it has checked the credentials in its body. `keep`: how long the answer is
-    replayed (a login's tokens: no longer than its access token lives)."""
+    sends it only once it has checked the credentials in its body."""
     raw = request.META.get(HEADER)
     if raw is None:
         return None
     try:
         key = raw.encode("latin-1").decode()  # WSGI hands headers over as latin-1: its bytes are UTF-8
     except UnicodeError:
-        raise exceptions.ValidationError({"Idempotency-Key": ["Must be UTF-8 text."]}) from None
+        key = raw  # not UTF-8: its bytes, one character each, as it was always read
     if not 1 <= len(key) <= 255:
         raise exceptions.ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
     tenant_id = tenant_id or request.tenant.pk
@@ -112,7 +111,7 @@ def idempotency_begin(
         try:
             with transaction.atomic():
                 return IdempotencyRecord.objects.create(
-                    tenant_id=tenant_id, key=key, request_hash=fingerprint, expires_at=now + keep
+                    tenant_id=tenant_id, key=key, request_hash=fingerprint, expires_at=now + KEEP
                 )
         except IntegrityError:
             pass
@@ -126,7 +125,7 @@ def idempotency_begin(
             abandoned = record.status_code is None and record.created_at <= now - STALE_CLAIM
             if expired or abandoned:
                 record.request_hash, record.status_code, record.response_body = fingerprint, None, None
-                record.created_at, record.expires_at = now, now + keep
+                record.created_at, record.expires_at = now, now + KEEP
                 record.save()
                 return record
         break
@@ -204,14 +203,10 @@ class IdempotentPostMixin:
             if getattr(request, "tenant", None) is not None:
                 self._idempotency = idempotency_begin(request=request)
 
-    def idempotency_claim(
-        self, request: Request, *, tenant_id: uuid.UUID | None, caller: str, keep: timedelta = KEEP
-    ) -> None:
+    def idempotency_claim(self, request: Request, *, tenant_id: uuid.UUID | None, caller: str) -> None:
         """Claims the key for a caller the view has identified; staff have no tenant to scope it to."""
         if request.method == "POST" and tenant_id is not None:
-            self._idempotency = idempotency_begin(
-                request=request, tenant_id=tenant_id, caller=caller, keep=keep
-            )
+            self._idempotency = idempotency_begin(request=request, tenant_id=tenant_id, caller=caller)
 
     def idempotency_replay_check(self, answer: Response) -> None:
         """Raises to refuse a replay the state of things no longer allows (tokens since used)."""

@@ -126,6 +126,14 @@ def console(world: World) -> Client:
 
 
 @pytest.fixture
+def support_console(world: World) -> Client:
+    """A browser session in the Django admin of a staff member of the Support group."""
+    client = Client()
+    client.force_login(world.support)
+    return client
+
+
+@pytest.fixture
 def api() -> APIClient:
     return APIClient()
 

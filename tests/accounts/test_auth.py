@@ -418,7 +418,10 @@ class TestIdempotentTokens:
         again = login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-1")
         assert first.status_code == again.status_code == 200
         assert again["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first
-        assert again.json() == first.json()
+        # The same answer, but for the seconds its access token has left now.
+        replayed, answered = dict(again.json()), dict(first.json())
+        assert 895 <= replayed.pop("expires_in") <= answered.pop("expires_in") == 900
+        assert replayed == answered
         assert UserSession.objects.filter(user=world.developer).count() == 1
         assert bearer(APIClient(), again.json()["access_token"]).get(ME).status_code == 200
 
@@ -511,14 +514,18 @@ class TestIdempotentTokens:
         response = api.post(REFRESH, body, format="json", HTTP_IDEMPOTENCY_KEY="r1")
         assert_error(response, 401, "AUTHENTICATION_FAILED")
 
-    def test_a_login_replay_is_refused_once_its_tokens_were_refreshed(self, api, world):
+    def test_a_login_replay_is_refused_once_its_tokens_were_refreshed_or_its_session_ended(self, api, world):
         tokens = login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-1").json()
         assert api.post(REFRESH, {"refresh_token": tokens["refresh_token"]}, format="json").status_code == 200
-        assert_error(
-            login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-1"), 401, "AUTHENTICATION_FAILED"
-        )
+        # The password was right: not a 401; the first answer is gone, and the key says so.
+        refused = assert_error(login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-1"), 409, "CONFLICT")
+        assert "log in with a new key" in refused["message"]
         # The password's holder is not logged out for it: the session lives on.
         assert UserSession.objects.get(user=world.developer).ended_at is None
+        again = login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-2").json()
+        api.post(LOGOUT, {"refresh_token": again["refresh_token"]}, format="json")
+        assert_error(login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-2"), 409, "CONFLICT")
+        assert login(api, "dev@acme.test", HTTP_IDEMPOTENCY_KEY="login-3").status_code == 200
 
     def test_a_refresh_retried_after_its_access_token_expired_gets_the_same_unused_pair(
         self, api, world, settings
@@ -536,6 +543,7 @@ class TestIdempotentTokens:
             replay = api.post(REFRESH, body, format="json", HTTP_IDEMPOTENCY_KEY="r1")
         assert replay.status_code == 200 and replay["Idempotent-Replayed"] == "true"
         assert replay.json()["refresh_token"] == pair["refresh_token"]
+        assert replay.json()["expires_in"] == 0  # its access token has expired: refresh it
         assert api.post(REFRESH, {"refresh_token": pair["refresh_token"]}, format="json").status_code == 200
 
     def test_a_sealed_token_opens_only_for_the_same_body(self, world, rf):

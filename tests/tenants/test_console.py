@@ -16,13 +16,6 @@ from tests.usage.factories import event, invoice
 from usage import events
 
 
-@pytest.fixture
-def support_console(world):
-    client = Client()
-    client.force_login(world.support)
-    return client
-
-
 def act(client, action, tenants, confirmed=True):
     data = {"action": action, "_selected_action": [str(t.id) for t in tenants]}
     if confirmed:

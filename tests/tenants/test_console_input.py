@@ -106,16 +106,33 @@ def test_an_action_on_ids_that_are_no_keys_does_nothing_and_says_so(console, wor
     assert "nothing was done" in response.content.decode()
 
 
-def test_an_objects_history_is_its_audit_trail(console, world):
+def test_an_objects_history_is_its_audit_trail(console, world, support_console):
+    from django.contrib.auth.models import Group
+
     response = console.get(f"/admin/tenants/tenant/{world.tenant.id}/history/")
     assert response.status_code == 302
-    assert response["Location"] == f"/admin/tenants/auditentry/?object_id={world.tenant.id}"
-    console.post(
-        "/admin/tenants/tenant/",
-        {"action": "suspend_tenants", "_selected_action": [str(world.tenant.id)], "confirmed": "yes"},
+    assert response["Location"] == (
+        f"/admin/tenants/auditentry/?object_type=tenants.Tenant&object_id={world.tenant.id}"
     )
-    listed = console.get(response["Location"]).content.decode()
-    assert "tenant.suspended" in listed
+    data = {"action": "suspend_tenants", "_selected_action": [str(world.tenant.id)], "confirmed": "yes"}
+    console.post("/admin/tenants/tenant/", data)
+    assert "tenant.suspended" in console.get(response["Location"]).content.decode()
+    # Of its own model only: an invoice and a group may share an integer id.
+    group = Group.objects.get(name="Support")
+    console.post(f"/admin/auth/group/{group.pk}/change/", {"name": "Support", "permissions": []})
+    listed = console.get(console.get(f"/admin/auth/group/{group.pk}/history/")["Location"]).content.decode()
+    assert "group.update" in listed
+    assert "auth.Group" in console.get(f"/admin/auth/group/{group.pk}/history/")["Location"]
+    # An object that does not exist, or one the role may not see: as Django's own history page does.
+    missing = console.get("/admin/tenants/tenant/00000000-0000-0000-0000-000000000000/history/")
+    assert missing.status_code == 302 and "auditentry" not in missing["Location"]
+    assert support_console.get(f"/admin/auth/group/{group.pk}/history/").status_code == 403
+
+
+def test_an_action_on_an_id_out_of_the_keys_range_does_nothing(console, world):
+    data = {"action": "delete_selected", "_selected_action": ["99999999999999999999"]}
+    response = console.post("/admin/auth/group/", data, follow=True)
+    assert response.status_code == 200 and "nothing was done" in response.content.decode()
 
 
 def test_actions_say_what_they_changed_and_what_already_was(console, world, make_key):

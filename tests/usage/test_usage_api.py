@@ -5,6 +5,7 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts.models import User
 from recommendations.models import Item
 from tests.conftest import PASSWORD, assert_error
 from usage import ratelimit
@@ -105,6 +106,20 @@ class TestCapture:
         client_for(world.staff).get(f"/api/admin/tenants/{world.tenant.id}/usage")  # stores what is pending
         refused = rows(world.tenant).filter(endpoint=probe, status_code=401)
         assert refused.count() == 2 and set(refused.values_list("outcome", flat=True)) == {"unauthorized"}
+
+    def test_a_refused_token_of_a_user_moved_away_is_not_recorded_for_the_new_tenant(
+        self, world, client_for, probe
+    ):
+        from accounts.services import sessions_end_all
+
+        old_token = client_for(world.developer)
+        User.objects.filter(pk=world.developer.pk).update(tenant=world.other_tenant)
+        sessions_end_all(user=world.developer, reason="moved")
+        assert old_token.get(probe).status_code == 401
+        client_for(world.staff).get(
+            f"/api/admin/tenants/{world.other_tenant.id}/usage"
+        )  # stores what is pending
+        assert not rows(world.other_tenant).exists()
 
     def test_requests_without_a_tenant_are_not_recorded(self, world, api, client_for, make_key):
         api.post("/api/v1/auth/login", {"email": "admin@acme.test", "password": PASSWORD}, format="json")
