@@ -124,3 +124,22 @@ def test_an_items_id_is_not_changed_by_a_patch(writer):
     as_read = writer.get("/api/v1/items/ b\u00a0").json()
     sent_back = writer.patch("/api/v1/items/ b\u00a0", {**as_read, "title": "New"}, format="json")
     assert sent_back.status_code == 200 and sent_back.json()["id"] == " b\u00a0"
+
+
+def test_a_number_beyond_a_double_is_refused_where_free_json_is_kept(world, client_for, make_key):
+    from rest_framework.test import APIClient
+
+    from tenants.models import Tenant
+
+    staff = client_for(world.staff)
+    answer = staff.patch(
+        f"/api/admin/tenants/{world.tenant.id}", '{"settings": {"a": 1e999}}', content_type="application/json"
+    )
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert Tenant.objects.get(pk=world.tenant.pk).settings == {}
+    _, secret = make_key()
+    writer = APIClient()
+    writer.credentials(HTTP_X_API_KEY=secret)
+    body = '{"items": [{"id": "i", "title": "I", "metadata": {"big": -1e999}}]}'
+    answer = writer.post("/api/v1/items", body, content_type="application/json")
+    assert answer.status_code == 400 and "infinite" in answer.json()["error"]["message"]
