@@ -6,7 +6,6 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.utils import timezone
 
 from apikeys import services
 from apikeys.models import ApiKey
@@ -32,10 +31,9 @@ class ApiKeyCreateForm(forms.ModelForm):
 
     def clean_expires_at(self) -> datetime | None:
         expires_at = self.cleaned_data.get("expires_at")
-        if expires_at is not None and expires_at <= timezone.now():
-            raise forms.ValidationError(
-                "Must be in the future: a key that has expired would be shown once, dead."
-            )
+        problem = services.api_key_expiry_problem(expires_at)
+        if problem:
+            raise forms.ValidationError(problem)
         return expires_at
 
 

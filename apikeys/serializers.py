@@ -1,9 +1,10 @@
+from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
 from rest_framework import serializers
 
 from apikeys.models import ApiKey
+from apikeys.services import api_key_expiry_problem
 from config.serializers import AwareDateTimeField, StrictSerializer
 from tenants.models import Tenant
 
@@ -59,9 +60,10 @@ class ApiKeyCreateSerializer(StrictSerializer):
     permissions = PermissionsField(required=False, default=["read", "write"])
     expires_at = AwareDateTimeField(required=False, allow_null=True, default=None)
 
-    def validate_expires_at(self, value: object) -> object:
-        if value is not None and value <= timezone.now():  # type: ignore[operator]
-            raise serializers.ValidationError("Must be in the future.")
+    def validate_expires_at(self, value: datetime | None) -> datetime | None:
+        problem = api_key_expiry_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
         return value
 
 

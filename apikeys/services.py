@@ -156,6 +156,13 @@ def _invalidate(tenant: Tenant | None, keys: list[ApiKey] | None) -> None:
     tenant_generations_bump(tenant_ids)
 
 
+def api_key_expiry_problem(expires_at: datetime | None) -> str | None:
+    """Why a new key may not have this expiry (the API's and the console's rule), or None."""
+    if expires_at is not None and expires_at <= timezone.now():
+        return "Must be in the future."
+    return None
+
+
 KEY_FIELDS = ("name", "prefix", "permissions", "status", "expires_at", "revokes_at")
 
 

@@ -31,11 +31,13 @@ class RateLimit(models.Model):
         return f"rate limits of {self.tenant_id}"
 
 
+RATE_LIMITED = models.Q(status_code=429)
+UNAUTHORIZED = models.Q(status_code__in=(401, 403))
 # The requests API.md counts as errors: answered 400 or more, other than 429 (rate_limited).
-ERRORS = models.Q(status_code__gte=400) & ~models.Q(status_code=429)
+ERRORS = models.Q(status_code__gte=400) & ~RATE_LIMITED
 # The requests a tenant pays for: what was served, not refusals (a revoked key's, a suspension's, a
-# throttled burst's: 401, 403, 429) nor our failures (5xx). Over raw rows, and over daily rollups.
-BILLABLE = models.Q(status_code__lt=500) & ~models.Q(status_code__in=(401, 403, 429))
+# throttled burst's) nor our failures (5xx). Over raw rows, and over daily rollups.
+BILLABLE = models.Q(status_code__lt=500) & ~UNAUTHORIZED & ~RATE_LIMITED
 ROLLED_BILLABLE = (
     models.Sum("requests")
     - models.Sum("rate_limited")

@@ -43,7 +43,17 @@ from usage.events import (
     usage_rows_insert,
 )
 from usage.limits import WINDOWS, Limits, tenant_rate_limits
-from usage.models import ERRORS, ROLLED_BILLABLE, DailyUsage, Invoice, RateLimit, RollupRun, UsageLog
+from usage.models import (
+    ERRORS,
+    RATE_LIMITED,
+    ROLLED_BILLABLE,
+    UNAUTHORIZED,
+    DailyUsage,
+    Invoice,
+    RateLimit,
+    RollupRun,
+    UsageLog,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -557,8 +567,8 @@ def usage_rollup(*, day: date) -> int:
         .annotate(
             requests=Count("id"),
             errors=Count("id", filter=ERRORS),
-            rate_limited=Count("id", filter=Q(status_code=429)),
-            unauthorized=Count("id", filter=Q(status_code__in=(401, 403))),
+            rate_limited=Count("id", filter=RATE_LIMITED),
+            unauthorized=Count("id", filter=UNAUTHORIZED),
             latency_ms_sum=Sum("latency_ms"),
         )
         .order_by()
